@@ -1,0 +1,3 @@
+"""costline: streaming cost observability and chargeback for LLM usage."""
+
+__version__ = "0.1.0"

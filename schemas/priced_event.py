@@ -21,7 +21,9 @@ class CostLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    bucket: str = Field(description="UsageEvent bucket or counter name, e.g. cache_read, web_search_requests.")
+    bucket: str = Field(
+        description="UsageEvent bucket or counter name, e.g. cache_read, web_search_requests."
+    )
     quantity: int
     unit: Literal["tokens", "requests"]
     list_unit_price: Decimal = Field(description="USD per million tokens (or per request) at list.")

@@ -109,8 +109,9 @@ class PriceSet(_Card):
 
     def merged_over(self, base: PriceSet) -> PriceSet:
         """This set's prices where given, `base`'s elsewhere."""
-        return PriceSet(**{k: getattr(self, k) if getattr(self, k) is not None else getattr(base, k)
-                           for k in PRICE_KEYS})
+        return PriceSet(
+            **{k: getattr(self, k) if getattr(self, k) is not None else getattr(base, k) for k in PRICE_KEYS}
+        )
 
 
 class Adjustment(_Card):
@@ -211,6 +212,8 @@ class RateCardEntry(_Card):
     @field_validator("effective_from", "effective_to", mode="before")
     @classmethod
     def _dates_are_utc_midnight(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) == 10:
+            value = date.fromisoformat(value)
         if isinstance(value, date) and not isinstance(value, datetime):
             return datetime(value.year, value.month, value.day, tzinfo=UTC)
         return value
@@ -281,8 +284,12 @@ def scale_prices(prices: PriceSet, multiplier: Decimal) -> PriceSet:
     """Every price times `multiplier`, rounded once to the grid."""
     with localcontext() as ctx:
         ctx.prec = 50
-        return PriceSet(**{key: None if (p := getattr(prices, key)) is None else _on_grid(p * multiplier)
-                           for key in PRICE_KEYS})
+        return PriceSet(
+            **{
+                key: None if (p := getattr(prices, key)) is None else _on_grid(p * multiplier)
+                for key in PRICE_KEYS
+            }
+        )
 
 
 def picodollars_per_token(price_per_million: Decimal) -> int:

@@ -1,0 +1,5 @@
+"""`python -m costline` runs the CLI."""
+
+from costline.cli import main
+
+main()

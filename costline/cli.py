@@ -1,0 +1,97 @@
+"""The `costline` command line: one Typer app, one small function per command.
+
+Commands import their heavy dependencies (chDB, the broker, Faust) inside the function, so
+`costline price` stays quick and works with the light install.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
+
+import typer
+from pydantic import ValidationError
+
+from costline.schemas.errors import CostlineError
+from costline.schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from costline.pipeline.ratecard.model import RateCard
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="LLM cost observability and chargeback.")
+ratecard_app = typer.Typer(no_args_is_help=True, help="Import and check rate cards.")
+app.add_typer(ratecard_app, name="ratecard")
+
+#: Exit status when some input lines could not be processed (the others were).
+EXIT_SOME_LINES_FAILED = 1
+#: Exit status for a usage or configuration error (nothing was processed).
+EXIT_ERROR = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def _load_card(path: Path | None) -> RateCard:
+    from costline.pipeline.ratecard.load import load_default_rate_card, load_rate_card
+
+    return load_rate_card(path) if path is not None else load_default_rate_card()
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+@app.command()
+def price(
+    file: Annotated[Path | None, typer.Argument(help="UsageEvent JSON lines; stdin when omitted.")] = None,
+    ratecard: Annotated[
+        Path | None, typer.Option("--ratecard", help="Rate card YAML or LiteLLM JSON (default: bundled).")
+    ] = None,
+) -> None:
+    """Price UsageEvent JSON lines and write PricedEvent JSON lines to stdout.
+
+    A line that is not a valid event is reported on stderr with its line number and skipped;
+    the exit status is 1 when any line failed.
+    """
+    from costline.pipeline.pricing import Pricer
+    from costline.schemas.usage_event import CHECK_TIME_WINDOW, UsageEvent
+
+    settings = Settings()
+    try:
+        pricer = Pricer(_load_card(ratecard or settings.ratecard_path))
+    except CostlineError as exc:
+        raise _fail(str(exc)) from exc
+    failed = 0
+    stream: TextIO = file.open(encoding="utf-8") if file is not None else sys.stdin
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = UsageEvent.model_validate_json(line, context={CHECK_TIME_WINDOW: False})
+            except ValidationError as exc:
+                failed += 1
+                typer.echo(f"line {number}: {_describe_validation_error(exc)}", err=True)
+                continue
+            sys.stdout.write(pricer.price(event).model_dump_json() + "\n")
+    if failed:
+        typer.echo(f"{failed} line(s) failed; the others were priced", err=True)
+        raise typer.Exit(EXIT_SOME_LINES_FAILED)
+
+
+def main() -> None:
+    """Console-script entry point: known errors print one clear line, not a traceback."""
+    try:
+        app()
+    except CostlineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_ERROR) from exc
+
+
+if __name__ == "__main__":
+    main()
