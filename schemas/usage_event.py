@@ -174,7 +174,7 @@ class Signals(_Strict):
 class UsageEvent(_Strict):
     """One LLM call. `event_id` is the idempotency key: the same call always has the same id."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_id: Identifier
     occurred_at: datetime = Field(description="When the call started, timezone-aware (stored as UTC).")
     source: Identifier = Field(description="What produced the event, e.g. sdk.openai, gateway.litellm.")

@@ -260,7 +260,7 @@ class RateCardEntry(_Card):
 class RateCard(_Card):
     """A whole card: the schema tag and its entries."""
 
-    schema_: Literal["costline.ratecard/v1"] = Field(RATECARD_SCHEMA, alias="schema")
+    schema_: Literal["costline.ratecard/v1"] = Field("costline.ratecard/v1", alias="schema")
     entries: list[RateCardEntry]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
