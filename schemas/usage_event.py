@@ -198,7 +198,9 @@ class UsageEvent(_Strict):
     def _aware_utc_within_window(cls, value: datetime, info: ValidationInfo) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("occurred_at must carry a timezone, e.g. 2026-11-23T10:00:00Z")
+        # canonical form: UTC, whole milliseconds (what the store keeps), so a stored event round-trips
         value = value.astimezone(UTC)
+        value = value.replace(microsecond=value.microsecond // 1000 * 1000)
         context = info.context or {}
         if context.get(CHECK_TIME_WINDOW, True):
             now = context.get(NOW) or datetime.now(UTC)

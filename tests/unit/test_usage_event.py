@@ -159,3 +159,8 @@ def test_hashes_are_stable_and_do_not_contain_the_input() -> None:
 def test_checked_in_json_schema_matches_the_model() -> None:
     on_disk = json.loads(json_schema.checked_in_path().read_text(encoding="utf-8"))
     assert on_disk == json.loads(json_schema.render()), "run `make schema` and commit the result"
+
+
+def test_timestamps_keep_whole_milliseconds_like_the_store() -> None:
+    event = UsageEvent.model_validate(valid(occurred_at="2026-11-23T11:00:00.123987Z"), context={NOW: NOW_})
+    assert event.occurred_at.microsecond == 123_000
