@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 from pydantic import ValidationError
 
-from costline.schemas.errors import CostlineError
+from costline.schemas.errors import CostlineError, describe_validation_error
 from costline.schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,12 +38,6 @@ def _load_card(path: Path | None) -> RateCard:
     from costline.pipeline.ratecard.load import load_default_rate_card, load_rate_card
 
     return load_rate_card(path) if path is not None else load_default_rate_card()
-
-
-def _describe_validation_error(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors()
-    )
 
 
 @app.command()
@@ -76,7 +70,7 @@ def price(
                 event = UsageEvent.model_validate_json(line, context={CHECK_TIME_WINDOW: False})
             except ValidationError as exc:
                 failed += 1
-                typer.echo(f"line {number}: {_describe_validation_error(exc)}", err=True)
+                typer.echo(f"line {number}: {describe_validation_error(exc)}", err=True)
                 continue
             sys.stdout.write(pricer.price(event).model_dump_json() + "\n")
     if failed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class CostlineError(Exception):
     """Root of all errors costline raises on purpose."""
@@ -21,3 +23,10 @@ class StoreError(CostlineError):
 
 class BrokerError(CostlineError):
     """The local Kafka broker could not be started, reached or stopped."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every invalid field, e.g. `tokens.cache_read: Input should be >= 0`."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors()
+    )
