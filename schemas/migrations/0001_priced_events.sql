@@ -5,7 +5,9 @@
 -- Nullable is kept where an empty string is a real value or "unknown" differs from zero/false.
 --
 -- A redelivered event is a second row with the same (team, occurred_at, event_id) sorting key;
--- ReplacingMergeTree keeps the one with the latest ingested_at, and every report reads with FINAL
+-- ReplacingMergeTree keeps the one with the highest pricing_version (a late redelivery of the
+-- as-priced event never overwrites a re-priced row; among equals the last inserted wins, and
+-- those are identical copies), and every report reads with FINAL
 -- so the duplicate never counts before the background merge happens.
 -- non_replicated_deduplication_window lets insert_deduplication_token drop a retried batch on a
 -- non-replicated table too (Replicated* tables deduplicate inserts by default).
@@ -84,12 +86,13 @@ CREATE TABLE IF NOT EXISTS usage_events
     repriced_effective_cost Nullable(Decimal(38, 12)),
     repriced_entry_id Nullable(String),
     repriced_at Nullable(DateTime64(3, 'UTC')),
+    pricing_version UInt64 DEFAULT 0 COMMENT '0 as priced at ingestion; re-pricing writes its time in ms',
 
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3),
     kafka_partition Int32 DEFAULT -1,
     kafka_offset Int64 DEFAULT -1
 )
-ENGINE = ReplacingMergeTree(ingested_at)
+ENGINE = ReplacingMergeTree(pricing_version)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (team, occurred_at, event_id)
 SETTINGS non_replicated_deduplication_window = 1000;

@@ -130,7 +130,7 @@ def test_an_applied_migration_that_changed_is_refused(chdb_client: Client) -> No
 
 def test_the_table_has_every_column_the_writer_fills(chdb_client: Client) -> None:
     described = {row[0] for row in chdb_client.query("DESCRIBE TABLE usage_events").result_rows}
-    assert set(COLUMNS) | {"ingested_at"} == described
+    assert set(COLUMNS) | {"ingested_at", "pricing_version"} == described
 
 
 # --- exact money --------------------------------------------------------------------------------
