@@ -78,6 +78,37 @@ def price(
         raise typer.Exit(EXIT_SOME_LINES_FAILED)
 
 
+@app.command()
+def up(
+    once: Annotated[bool, typer.Option("--once", help="Exit after the demo summary.")] = False,
+    demo_events: Annotated[int, typer.Option("--demo-events", min=0, help="Demo events to send.")] = 2_000,
+) -> None:
+    """Start the local broker and embedded store, run demo usage through them, print a summary."""
+    from costline.up import run_up
+
+    run_up(Settings(), demo_count=demo_events, once=once)
+
+
+@app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option("--loglevel", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the stream worker: Kafka usage events → priced rows in ClickHouse (Ctrl-C stops it)."""
+    from costline.pipeline.worker import run_worker
+
+    run_worker(Settings(), loglevel=loglevel)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply ClickHouse migrations to the store named by COSTLINE_CLICKHOUSE_DSN."""
+    from costline.pipeline.store.client import connect
+    from costline.pipeline.store.migrations import apply_migrations
+
+    applied = apply_migrations(connect(Settings().resolved_clickhouse_dsn()))
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "already up to date")
+
+
 def main() -> None:
     """Console-script entry point: known errors print one clear line, not a traceback."""
     try:

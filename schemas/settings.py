@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     api_port: int = Field(8787, ge=1, le=65535, description="Port of the read API.")
     dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit dashboard.")
     metrics_port: int = Field(9464, ge=1, le=65535, description="Port of the worker's metrics endpoint.")
+    worker_group: str = Field(
+        "costline-worker", description="Kafka consumer group (Faust app id) of workers."
+    )
+    kafka_session_timeout_s: float = Field(
+        6.0, gt=0, description="Consumer session timeout; short joins groups fast on the local broker."
+    )
+    sink_batch_messages: int = Field(
+        40, ge=1, le=10_000, description="Kafka messages (envelopes of events) per ClickHouse insert."
+    )
+    sink_flush_seconds: float = Field(
+        0.5, gt=0, description="Longest wait before a partial batch is written."
+    )
+    rollup_interval_s: float = Field(5.0, gt=0, description="How often rollups catch up with new events.")
 
     def resolved_clickhouse_dsn(self) -> str:
         """The DSN to connect with: the setting, or an embedded store under `data_dir`."""

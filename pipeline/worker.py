@@ -1,0 +1,96 @@
+"""`costline worker`: build the Faust app with its agent, timers and pages, and run it.
+
+In embedded mode this process owns the chDB store, so it is also the only process that reads
+it (the read API lives here in that mode).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+from faust.web import Request, Response, View
+
+from costline.pipeline.agents.ingest import IngestDeps, register_ingest_agent
+from costline.pipeline.app import create_app
+from costline.pipeline.metrics import WorkerMetrics
+from costline.pipeline.pricing import Pricer
+from costline.pipeline.processing import EventProcessor
+from costline.pipeline.ratecard.load import load_default_rate_card, load_rate_card
+from costline.pipeline.sink import StoreSink
+from costline.pipeline.store.client import connect
+from costline.pipeline.store.migrations import apply_migrations
+from costline.pipeline.store.rollups import refresh_rollups
+from costline.pipeline.store.writer import PricedEventWriter
+from costline.pipeline.topics import dlq_topic, usage_topic
+from costline.schemas.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """The assembled worker: its Faust app and the objects tests and pages reach into."""
+
+    app: faust.App
+    deps: IngestDeps
+    agent: faust.types.AgentT
+
+
+def build_worker(settings: Settings) -> Worker:
+    """Connect the store (applying migrations), load the rate card, and wire the Faust app."""
+    client = connect(settings.resolved_clickhouse_dsn())
+    apply_migrations(client)
+    card = load_rate_card(settings.ratecard_path) if settings.ratecard_path else load_default_rate_card()
+    app = create_app(settings)
+    metrics = WorkerMetrics()
+    sink = StoreSink(PricedEventWriter(client), metrics)
+    deps = IngestDeps(
+        processor=EventProcessor(Pricer(card)),
+        sink=sink,
+        dlq=dlq_topic(app, settings),
+        metrics=metrics,
+        batch_messages=settings.sink_batch_messages,
+        flush_seconds=settings.sink_flush_seconds,
+    )
+    agent = register_ingest_agent(app, usage_topic(app, settings), deps)
+
+    @app.timer(interval=settings.rollup_interval_s)
+    async def rollups() -> None:
+        """Derived data only: a failure is logged, counted and repaired on the next tick."""
+        try:
+            if await sink.call(refresh_rollups, client):
+                metrics.rollup_refreshes += 1
+        except Exception:
+            metrics.rollup_errors += 1
+            logger.warning("rollup refresh failed; retrying next tick", exc_info=True)
+
+    @app.timer(interval=2.0)
+    async def consumer_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != settings.kafka_usage_topic:
+                continue
+            read = consumer._read_offset.get(tp)  # Faust keeps no public read position
+            metrics.consumer_lag[f"{tp.topic}/{tp.partition}"] = max(
+                consumer.highwater(tp) - (read + 1 if read is not None else 0), 0
+            )
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.text(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "events_in": metrics.events_in})
+
+    return Worker(app=app, deps=deps, agent=agent)
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
+    """Run until SIGINT/SIGTERM; Faust finishes the batch in flight and commits before exiting."""
+    worker = build_worker(settings)
+    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
