@@ -6,7 +6,12 @@ Commands import their heavy dependencies (chDB, the broker, Faust) inside the fu
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
@@ -97,6 +102,54 @@ def worker(
     from costline.pipeline.worker import run_worker
 
     run_worker(Settings(), loglevel=loglevel)
+
+
+@app.command()
+def reprice(
+    since: Annotated[str, typer.Option("--since", help="First day (or ISO instant) to re-price, UTC.")],
+    until: Annotated[str | None, typer.Option("--until", help="End, exclusive (default: now).")] = None,
+) -> None:
+    """Re-price stored events against the current rate card, keeping the as-priced cost beside it.
+
+    In embedded mode the running worker owns the store, so the request goes to it; with no worker
+    running (or a ClickHouse server) the store is opened directly.
+    """
+    from costline.pipeline.reprice import parse_range, reprice_summary
+
+    settings = Settings()
+    try:
+        start, end = parse_range(since, until)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    summary = _reprice_through_worker(settings, start, end)
+    if summary is None:
+        from costline.pipeline.pricing import Pricer
+        from costline.pipeline.reprice import reprice as run_reprice
+        from costline.pipeline.store.client import connect
+        from costline.pipeline.store.migrations import apply_migrations
+
+        client = connect(settings.resolved_clickhouse_dsn())
+        apply_migrations(client)
+        summary = reprice_summary(run_reprice(client, Pricer(_load_card(settings.ratecard_path)), start, end))
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def _reprice_through_worker(settings: Settings, since: datetime, until: datetime) -> dict[str, object] | None:
+    """Ask a local worker that owns the embedded store; None when no worker answers."""
+    if not settings.resolved_clickhouse_dsn().startswith("chdb://"):
+        return None
+    query = urllib.parse.urlencode({"since": since.isoformat(), "until": until.isoformat()})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.metrics_port}/reprice?{query}", method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=3600) as response:
+            answer: dict[str, object] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        raise _fail(f"the worker refused the re-pricing: {exc.read().decode(errors='replace')}") from exc
+    except OSError:
+        return None
 
 
 @app.command()

@@ -18,12 +18,15 @@ from costline.pipeline.metrics import WorkerMetrics
 from costline.pipeline.pricing import Pricer
 from costline.pipeline.processing import EventProcessor
 from costline.pipeline.ratecard.load import load_default_rate_card, load_rate_card
+from costline.pipeline.ratecard.model import RateCard
+from costline.pipeline.reprice import parse_range, reprice, reprice_summary
 from costline.pipeline.sink import StoreSink
 from costline.pipeline.store.client import connect
 from costline.pipeline.store.migrations import apply_migrations
 from costline.pipeline.store.rollups import refresh_rollups
 from costline.pipeline.store.writer import PricedEventWriter
 from costline.pipeline.topics import dlq_topic, usage_topic
+from costline.schemas.errors import CostlineError
 from costline.schemas.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,11 +41,16 @@ class Worker:
     agent: faust.types.AgentT
 
 
+def load_card(settings: Settings) -> RateCard:
+    """The rate card of the settings, or the bundled one."""
+    return load_rate_card(settings.ratecard_path) if settings.ratecard_path else load_default_rate_card()
+
+
 def build_worker(settings: Settings) -> Worker:
     """Connect the store (applying migrations), load the rate card, and wire the Faust app."""
     client = connect(settings.resolved_clickhouse_dsn())
     apply_migrations(client)
-    card = load_rate_card(settings.ratecard_path) if settings.ratecard_path else load_default_rate_card()
+    card = load_card(settings)
     app = create_app(settings)
     metrics = WorkerMetrics()
     sink = StoreSink(PricedEventWriter(client), metrics)
@@ -81,6 +89,20 @@ def build_worker(settings: Settings) -> Worker:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             return self.text(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/reprice")
+    class RepriceView(View):
+        """POST ?since=ISO&until=ISO: reload the rate card, then re-price that range (embedded mode)."""
+
+        async def post(self, request: Request) -> Response:
+            try:
+                since, until = parse_range(request.query.get("since"), request.query.get("until"))
+                pricer = Pricer(load_card(settings))
+            except (ValueError, CostlineError) as exc:
+                return self.json({"error": str(exc)}, status=400)
+            deps.processor.pricer = pricer  # new events use the new card too
+            result = await sink.call(reprice, client, pricer, since, until)
+            return self.json(reprice_summary(result))
 
     @app.page("/healthz")
     class HealthView(View):

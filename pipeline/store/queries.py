@@ -34,10 +34,11 @@ _TIME_TYPE = "DateTime64(6, 'UTC')"
 _TOTALS = ",\n".join(
     [
         "    count() AS events",
-        "    countIf(pricing_status = 'unpriced') AS unpriced_events",
-        "    countIf(pricing_status = 'partial') AS partial_events",
+        "    countIf(ifNull(repriced_status, pricing_status) = 'unpriced') AS unpriced_events",
+        "    countIf(ifNull(repriced_status, pricing_status) = 'partial') AS partial_events",
         "    sum(list_cost) AS list_cost_total",
-        "    sum(effective_cost) AS effective_cost_total",
+        "    sum(ifNull(repriced_effective_cost, effective_cost)) AS effective_cost_total",
+        "    sum(effective_cost) AS as_priced_cost_total",
         *(f"    sum(tokens_{bucket}) AS tokens_{bucket}_total" for bucket in TOKEN_BUCKETS),
     ]
 )
@@ -52,14 +53,24 @@ class Query(NamedTuple):
 
 @dataclass(frozen=True)
 class SpendTotals:
-    """Events, money and tokens of a slice of usage; costs are exact Decimals in USD."""
+    """Events, money and tokens of a slice of usage; costs are exact Decimals in USD.
+
+    `effective_cost` is the current cost (re-priced where a re-pricing happened); `as_priced_cost`
+    the cost when the events were ingested.
+    """
 
     events: int
     unpriced_events: int
     partial_events: int
     list_cost: Decimal
     effective_cost: Decimal
+    as_priced_cost: Decimal = Decimal(0)
     tokens: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def repricing_difference(self) -> Decimal:
+        """Current (re-priced) cost minus the cost as priced at ingestion."""
+        return self.effective_cost - self.as_priced_cost
 
     @property
     def total_tokens(self) -> int:
@@ -161,6 +172,7 @@ def _totals(row: dict[str, Any]) -> SpendTotals:
         partial_events=int(row["partial_events"]),
         list_cost=_decimal(row["list_cost_total"]),
         effective_cost=_decimal(row["effective_cost_total"]),
+        as_priced_cost=_decimal(row["as_priced_cost_total"]),
         tokens={bucket: int(row[f"tokens_{bucket}_total"]) for bucket in TOKEN_BUCKETS},
     )
 

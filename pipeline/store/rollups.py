@@ -23,8 +23,8 @@ WATERMARK_MARGIN = timedelta(seconds=60)
 #: Positional (INSERT ... SELECT): no aliases, so no alias can shadow a column of the same name.
 _SUMS = """
     count(),
-    countIf(pricing_status = 'unpriced'),
-    countIf(pricing_status = 'partial'),
+    countIf(ifNull(repriced_status, pricing_status) = 'unpriced'),
+    countIf(ifNull(repriced_status, pricing_status) = 'partial'),
     sum(tokens_input_uncached),
     sum(tokens_cache_read),
     sum(tokens_cache_write_5m + tokens_cache_write_30m + tokens_cache_write_1h + tokens_cache_write_12h),

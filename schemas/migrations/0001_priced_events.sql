@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS usage_events
 
     repriced_effective_cost Nullable(Decimal(38, 12)),
     repriced_entry_id Nullable(String),
+    repriced_status LowCardinality(Nullable(String)) COMMENT 'pricing status under the current card',
     repriced_at Nullable(DateTime64(3, 'UTC')),
     pricing_version UInt64 DEFAULT 0 COMMENT '0 as priced at ingestion; re-pricing writes its time in ms',
 

@@ -72,6 +72,7 @@ def test_sigkilled_workers_and_resent_events_leave_exact_totals(broker: LocalBro
                 f"worker {kill + 1} to write its first batch",
             )
             time.sleep(0.5 + kill)
+            assert producer.is_alive(), "the kill must land mid-stream"
             worker.kill()
         producer.join(timeout=120)
         final = ProcessWorker(settings, log).start()

@@ -36,6 +36,13 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+class _ThreadSafeFaustWorker(faust.Worker):
+    """Signal handlers can only be installed from the main thread; the test owns signals anyway."""
+
+    def install_signal_handlers(self) -> None:
+        return None
+
+
 class ThreadedWorker:
     """The worker of `build_worker(settings)` on its own event loop in a daemon thread."""
 
@@ -43,7 +50,10 @@ class ThreadedWorker:
         self.settings = settings
         self.worker: Worker = build_worker(settings)
         self.loop = asyncio.new_event_loop()
-        self._faust = faust.Worker(self.worker.app, loop=self.loop, quiet=True, loglevel="warning")
+        self._faust = _ThreadSafeFaustWorker(
+            self.worker.app, loop=self.loop, quiet=True, loglevel="warning", override_logging=False,
+            redirect_stdouts=False,
+        )
         self._thread = threading.Thread(target=self._run, name="costline-test-worker", daemon=True)
         self._error: BaseException | None = None
 

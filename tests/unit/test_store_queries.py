@@ -15,10 +15,11 @@ UNTIL = datetime(2026, 12, 1, tzinfo=UTC)
 
 TOTALS = """\
     count() AS events,
-    countIf(pricing_status = 'unpriced') AS unpriced_events,
-    countIf(pricing_status = 'partial') AS partial_events,
+    countIf(ifNull(repriced_status, pricing_status) = 'unpriced') AS unpriced_events,
+    countIf(ifNull(repriced_status, pricing_status) = 'partial') AS partial_events,
     sum(list_cost) AS list_cost_total,
-    sum(effective_cost) AS effective_cost_total,
+    sum(ifNull(repriced_effective_cost, effective_cost)) AS effective_cost_total,
+    sum(effective_cost) AS as_priced_cost_total,
     sum(tokens_input_uncached) AS tokens_input_uncached_total,
     sum(tokens_cache_read) AS tokens_cache_read_total,
     sum(tokens_cache_write_5m) AS tokens_cache_write_5m_total,
