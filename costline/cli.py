@@ -86,12 +86,16 @@ def price(
 @app.command()
 def up(
     once: Annotated[bool, typer.Option("--once", help="Exit after the demo summary.")] = False,
-    demo_events: Annotated[int, typer.Option("--demo-events", min=0, help="Demo events to send.")] = 2_000,
+    demo_events: Annotated[int, typer.Option("--demo-events", min=1, help="Demo batch size.")] = 2_000,
+    traffic_rate: Annotated[
+        float, typer.Option("--traffic-rate", min=0.1, help="Demo events/s after.")
+    ] = 20.0,
 ) -> None:
-    """Start the local broker and embedded store, run demo usage through them, print a summary."""
+    """Start the local broker and the worker (which owns the embedded store), run a demo batch
+    through them, print a summary, then stream demo traffic until Ctrl-C."""
     from costline.up import run_up
 
-    run_up(Settings(), demo_count=demo_events, once=once)
+    run_up(Settings(), demo_count=demo_events, once=once, traffic_rate=traffic_rate)
 
 
 @app.command()
@@ -102,6 +106,34 @@ def worker(
     from costline.pipeline.worker import run_worker
 
     run_worker(Settings(), loglevel=loglevel)
+
+
+@app.command("demo-traffic")
+def demo_traffic(
+    rate: Annotated[float, typer.Option("--rate", min=0.1, help="Valid events per second.")] = 20.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0.1, help="Seconds to run (default: until Ctrl-C).")
+    ] = None,
+    malformed_every: Annotated[
+        int, typer.Option("--malformed-every", min=1, help="One malformed message per this many events.")
+    ] = 500,
+) -> None:
+    """Produce realistic demo usage to the usage topic (several teams, providers, caching, reasoning,
+    overthinking, cache misses, an unknown model) with a trickle of malformed messages."""
+    from costline.ingest.traffic import run_demo_traffic
+
+    settings = Settings()
+    stats = run_demo_traffic(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_usage_topic,
+        rate=rate,
+        duration=duration,
+        malformed_every=malformed_every,
+    )
+    typer.echo(
+        f"sent {stats.events} events in {stats.messages} messages ({stats.malformed_messages} malformed, "
+        f"{stats.bad_events} bad events) in {stats.seconds:.1f}s; delivery errors: {stats.delivery_errors}"
+    )
 
 
 @app.command()

@@ -1,154 +1,219 @@
-"""`costline up`: everything on 127.0.0.1 with the embedded defaults, for a first look.
+"""`costline up`: everything on 127.0.0.1 with the embedded defaults.
 
-Starts the local broker and creates the topics, opens the embedded store and applies its
-migrations, sends a demo batch through the broker, prices what comes back, writes it to the
-store and prints a summary read back from the store.
+Starts the local broker and creates the topics, starts `costline worker` (which owns the embedded
+store and serves its pages), sends a demo batch through the broker, waits until the worker has
+stored it and prints a summary the worker read back from the store; then keeps demo traffic
+flowing until Ctrl-C, which stops every child.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import os
 import signal
-import threading
-from collections.abc import Sequence
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from clickhouse_connect.driver import Client
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
 from costline.broker import LocalBroker, costline_topics, create_topics
 from costline.ingest.demo import demo_events
 from costline.ingest.wire import batch_messages
-from costline.pipeline.pricing import Pricer
-from costline.pipeline.processing import EventProcessor, SourceMessage
-from costline.pipeline.ratecard.load import load_default_rate_card, load_rate_card
-from costline.pipeline.store.client import connect
-from costline.pipeline.store.migrations import apply_migrations
-from costline.pipeline.store.queries import fetch_spend_by, fetch_spend_summary
-from costline.pipeline.store.writer import PricedEventWriter
-from costline.schemas.errors import BrokerError
+from costline.schemas.errors import ConfigError, CostlineError
 from costline.schemas.settings import Settings
 
-logger = logging.getLogger(__name__)
-
-#: How long to wait for the demo batch to come back from the broker.
-READ_BACK_TIMEOUT_S = 30.0
+#: Longest wait for the worker to join its group and store the demo batch (Tansu joins are slow).
+DEMO_TIMEOUT_S = 120.0
 
 
-def send_through_broker(bootstrap: str, topic: str, messages: Sequence[bytes]) -> list[SourceMessage]:
-    """Produce `messages` and read exactly those back (by offset, without a consumer group)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        start = consumer.end_offsets(partitions)
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=1_048_576)
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            for message in messages:
-                producer.send(topic, message)
-            producer.flush(timeout=READ_BACK_TIMEOUT_S)
-        finally:
-            producer.close(timeout=5)
-        end = consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, start[tp])
-        received: list[SourceMessage] = []
-        wanted = sum(end[tp] - start[tp] for tp in partitions)
-        deadline = datetime.now(UTC) + timedelta(seconds=READ_BACK_TIMEOUT_S)
-        while len(received) < wanted and datetime.now(UTC) < deadline:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                received.extend(SourceMessage(r.value, tp.topic, tp.partition, r.offset) for r in records)
-        if len(received) < wanted:
-            raise BrokerError(f"only {len(received)} of {wanted} demo messages came back from {bootstrap}")
-        return received
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _check_ports(settings: Settings) -> None:
+    for name, port in (("COSTLINE_METRICS_PORT", settings.metrics_port),):
+        if not _port_free(port):
+            raise ConfigError(f"port {port} on 127.0.0.1 is already in use; stop what uses it or set {name}")
+
+
+def _child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name == "clickhouse_dsn":
+            continue
+        env[f"COSTLINE_{name.upper()}"] = str(value)
+    env["COSTLINE_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    env["COSTLINE_CLICKHOUSE_DSN"] = settings.resolved_clickhouse_dsn()
+    return env
+
+
+@contextmanager
+def _child(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A costline child process in its own session, stopped (TERM, then KILL) on the way out."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "costline", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
     finally:
-        consumer.close()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
-def _summary_table(title: str, rows: list[tuple[str, int, str, str]]) -> Table:
-    table = Table(title=title)
-    for name, justify in (
-        ("", "left"),
-        ("events", "right"),
-        ("list USD", "right"),
-        ("effective USD", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]  # rich takes these literals
-    for row in rows:
-        table.add_row(row[0], str(row[1]), row[2], row[3])
-    return table
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
 
 
-def run_up(settings: Settings, *, demo_count: int, once: bool, console: Console | None = None) -> None:
-    """Start the embedded stack, run the demo batch through it, and wait for Ctrl-C unless `once`."""
-    console = console or Console()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    card = load_rate_card(settings.ratecard_path) if settings.ratecard_path else load_default_rate_card()
-    with LocalBroker(
-        settings.broker_port, binary=settings.broker_binary, log_path=settings.data_dir / "broker.log"
-    ) as broker:
-        create_topics(broker.bootstrap_servers, costline_topics(settings))
-        console.print(f"broker  [bold]{broker.bootstrap_servers}[/] (Tansu, memory only)")
-        client = connect(settings.resolved_clickhouse_dsn())
-        applied = apply_migrations(client)
-        console.print(
-            f"store   [bold]{settings.data_dir / 'store'}[/] (chDB; migrations applied: {applied or 'none'})"
-        )
-
-        end = datetime.now(UTC)
-        events = list(demo_events(demo_count, seed=int(end.timestamp()), end=end))
-        received = send_through_broker(
-            broker.bootstrap_servers, settings.kafka_usage_topic, batch_messages(events)
-        )
-        batch = EventProcessor(Pricer(card)).process(received)
-        PricedEventWriter(client).write([priced for priced, _ in batch.priced])
-        console.print(
-            f"demo    {len(events)} events sent through {settings.kafka_usage_topic}, "
-            f"{len(batch.priced)} priced and stored, {len(batch.dead_letters)} dead-lettered"
-        )
-        _print_summary(console, client, since=end - timedelta(days=8), until=end + timedelta(minutes=1))
-        if once:
-            return
-        console.print("\nRunning. Press Ctrl-C to stop.")
-        _wait_for_stop()
+def _wait(condition: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+            raise CostlineError(f"the worker exited with status {process.returncode} while {what}:\n{tail}")
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise CostlineError(f"timed out after {DEMO_TIMEOUT_S:.0f}s while {what}; see {log_path}")
 
 
-def _print_summary(console: Console, client: Client, *, since: datetime, until: datetime) -> None:
-    totals = fetch_spend_summary(client, since, until)
+def _sink_rows(metrics_url: str) -> int:
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("costline_worker_sink_rows "):
+                return int(float(line.split()[1]))
+    return 0
+
+
+def _send_demo_batch(bootstrap: str, topic: str, count: int) -> int:
+    end = datetime.now(UTC)
+    events = list(demo_events(count, seed=int(end.timestamp()), end=end, span=timedelta(days=7)))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=1_048_576)
+    try:
+        for message in batch_messages(events):
+            producer.send(topic, message)
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    return len(events)
+
+
+def _usd(amount: str) -> str:
+    """A decimal string rounded for display (to 1/100 of a cent); the stored value stays exact."""
+    return str(Decimal(amount).quantize(Decimal("0.0001")))
+
+
+def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+    total = summary["total"]
     console.print(
-        f"\nstored: {totals.events} events, effective cost [bold]${totals.effective_cost:.6f}[/] "
-        f"(list ${totals.list_cost:.6f}); unpriced events: {totals.unpriced_events}, "
-        f"partially priced: {totals.partial_events}"
+        f"\nstored (last 7 days): {total['events']} events, effective cost "
+        f"[bold]${_usd(total['effective_cost'])}[/] (list ${_usd(total['list_cost'])}); "
+        f"unpriced events: {total['unpriced_events']}, "
+        f"partially priced: {total['partial_events']}"
     )
     for dimension in ("team", "model"):
-        groups = fetch_spend_by(client, dimension, since, until)
-        rows = [
-            (
-                g.key or "(none)",
-                g.totals.events,
-                f"{g.totals.list_cost:.6f}",
-                f"{g.totals.effective_cost:.6f}",
+        table = Table(title=f"spend by {dimension}, read back from the store")
+        table.add_column(dimension)
+        for name in ("events", "unpriced", "effective USD"):
+            table.add_column(name, justify="right")
+        for group in summary[f"by_{dimension}"]:
+            table.add_row(
+                group["key"] or "(none)",
+                str(group["events"]),
+                str(group["unpriced_events"]),
+                f"{float(group['effective_cost']):.4f}",
             )
-            for g in groups
-        ]
-        console.print(_summary_table(f"spend by {dimension} (last 7 days, read back from the store)", rows))
+        console.print(table)
 
 
-def _usd(amount: Decimal) -> str:
-    return f"{amount:.6f}"
+def run_up(
+    settings: Settings, *, demo_count: int, once: bool, traffic_rate: float, console: Console | None = None
+) -> None:
+    """Start broker and worker, run the demo batch through them, then stream demo traffic until Ctrl-C."""
+    console = console or Console()
+    _check_ports(settings)
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    broker_log = data_dir / "broker.log"
+    with LocalBroker(settings.broker_port, binary=settings.broker_binary, log_path=broker_log) as broker:
+        bootstrap = broker.bootstrap_servers
+        create_topics(bootstrap, costline_topics(settings))
+        console.print(f"broker   [bold]{bootstrap}[/] (Tansu, memory only; log {broker_log})")
+        env = _child_env(settings, bootstrap)
+        worker_log = data_dir / "worker.log"
+        with _child(["worker"], env, worker_log) as worker:
+            base = f"http://127.0.0.1:{settings.metrics_port}"
+            console.print(
+                f"worker   pid {worker.pid}, store [bold]{data_dir / 'store'}[/] (chDB), log {worker_log}"
+            )
+            _wait(lambda: bool(_get_json(f"{base}/healthz")), worker, worker_log, "starting")
+            before = _sink_rows(f"{base}/metrics")
+            sent = _send_demo_batch(bootstrap, settings.kafka_usage_topic, demo_count)
+            console.print(
+                f"demo     {sent} events sent to {settings.kafka_usage_topic}; waiting for the worker…"
+            )
+            _wait(
+                lambda: _sink_rows(f"{base}/metrics") >= before + sent,
+                worker,
+                worker_log,
+                "storing the demo batch",
+            )
+            _print_summary(console, _get_json(f"{base}/summary?days=7"))
+            if once:
+                return
+            traffic_log = data_dir / "traffic.log"
+            stop_requested = _install_stop_handlers()
+            with _child(["demo-traffic", "--rate", str(traffic_rate)], env, traffic_log):
+                console.print(
+                    f"\ntraffic  {traffic_rate:g} events/s of demo usage (with some malformed messages), "
+                    f"log {traffic_log}\n"
+                    f"look at  {base}/metrics (counters, consumer lag) and {base}/summary (spend)\n"
+                    "Running. Press Ctrl-C to stop everything."
+                )
+                while not stop_requested() and worker.poll() is None:
+                    time.sleep(0.5)
+    console.print("stopped.")
 
 
-def _wait_for_stop() -> None:
-    """Block until Ctrl-C or SIGTERM; SIGTERM becomes a normal exit so the broker is stopped."""
-    stop = threading.Event()
+def _install_stop_handlers() -> Callable[[], bool]:
+    """Ctrl-C and SIGTERM end the run normally, so every child is stopped on the way out."""
+    requested = False
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        nonlocal requested
+        requested = True
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    stop.wait()
+    return lambda: requested

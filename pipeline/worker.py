@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import faust
+from clickhouse_connect.driver import Client
 from faust.web import Request, Response, View
 
 from costline.pipeline.agents.ingest import IngestDeps, register_ingest_agent
@@ -23,6 +25,7 @@ from costline.pipeline.reprice import parse_range, reprice, reprice_summary
 from costline.pipeline.sink import StoreSink
 from costline.pipeline.store.client import connect
 from costline.pipeline.store.migrations import apply_migrations
+from costline.pipeline.store.queries import SpendTotals, fetch_spend_by, fetch_spend_summary
 from costline.pipeline.store.rollups import refresh_rollups
 from costline.pipeline.store.writer import PricedEventWriter
 from costline.pipeline.topics import dlq_topic, usage_topic
@@ -39,6 +42,33 @@ class Worker:
     app: faust.App
     deps: IngestDeps
     agent: faust.types.AgentT
+
+
+def spend_overview(client: Client, days: int) -> dict[str, object]:
+    """JSON-safe totals of the last `days` days, overall and by team and model."""
+    until = datetime.now(UTC) + timedelta(minutes=10)
+    since = until - timedelta(days=days)
+
+    def totals(t: SpendTotals) -> dict[str, object]:
+        return {
+            "events": t.events,
+            "unpriced_events": t.unpriced_events,
+            "partial_events": t.partial_events,
+            "list_cost": str(t.list_cost),
+            "effective_cost": str(t.effective_cost),
+        }
+
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "total": totals(fetch_spend_summary(client, since, until)),
+        **{
+            f"by_{dimension}": [
+                {"key": g.key, **totals(g.totals)} for g in fetch_spend_by(client, dimension, since, until)
+            ]
+            for dimension in ("team", "model")
+        },
+    }
 
 
 def load_card(settings: Settings) -> RateCard:
@@ -103,6 +133,14 @@ def build_worker(settings: Settings) -> Worker:
             deps.processor.pricer = pricer  # new events use the new card too
             result = await sink.call(reprice, client, pricer, since, until)
             return self.json(reprice_summary(result))
+
+    @app.page("/summary")
+    class SummaryView(View):
+        """GET ?days=N: spend of the last N days by team and model (embedded mode's quick look)."""
+
+        async def get(self, request: Request) -> Response:
+            days = int(request.query.get("days", "7"))
+            return self.json(await sink.call(spend_overview, client, days))
 
     @app.page("/healthz")
     class HealthView(View):
