@@ -118,7 +118,7 @@ def _sink_rows(metrics_url: str) -> int:
 
 def _send_demo_batch(bootstrap: str, topic: str, count: int) -> int:
     end = datetime.now(UTC)
-    events = list(demo_events(count, seed=int(end.timestamp()), end=end, span=timedelta(days=7)))
+    events = list(demo_events(count, seed=int(end.timestamp()), end=end, span=timedelta(days=6)))
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=1_048_576)
     try:
         for message in batch_messages(events):
@@ -161,7 +161,7 @@ def run_up(
     settings: Settings, *, demo_count: int, once: bool, traffic_rate: float, console: Console | None = None
 ) -> None:
     """Start broker and worker, run the demo batch through them, then stream demo traffic until Ctrl-C."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     _check_ports(settings)
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ def run_up(
             before = _sink_rows(f"{base}/metrics")
             sent = _send_demo_batch(bootstrap, settings.kafka_usage_topic, demo_count)
             console.print(
-                f"demo     {sent} events sent to {settings.kafka_usage_topic}; waiting for the worker…"
+                f"demo     {sent} events sent to {settings.kafka_usage_topic}; waiting for the worker to store them"
             )
             _wait(
                 lambda: _sink_rows(f"{base}/metrics") >= before + sent,
