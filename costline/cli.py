@@ -11,7 +11,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
@@ -192,6 +192,48 @@ def migrate() -> None:
 
     applied = apply_migrations(connect(Settings().resolved_clickhouse_dsn()))
     typer.echo(f"applied: {', '.join(applied)}" if applied else "already up to date")
+
+
+@ratecard_app.command("import-litellm")
+def ratecard_import_litellm(
+    file: Annotated[
+        Path, typer.Argument(help="LiteLLM model price map (model_prices_and_context_window.json).")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Rate card YAML to write.")],
+    effective_from: Annotated[
+        str | None,
+        typer.Option("--effective-from", help="Date the snapshot's prices apply from (default: today)."),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the full import report as JSON.")
+    ] = None,
+) -> None:
+    """Convert the LiteLLM price map into a dated rate card, reporting every key it skipped and why."""
+    from costline.pipeline.ratecard.litellm_import import import_litellm_file, write_rate_card_yaml
+
+    start = datetime.fromisoformat(effective_from) if effective_from else datetime.now(UTC)
+    start = (start if start.tzinfo else start.replace(tzinfo=UTC)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    result = import_litellm_file(file, effective_from=start)
+    write_rate_card_yaml(
+        result.card, output, header=f"Imported from {file.name} on {datetime.now(UTC):%Y-%m-%d}"
+    )
+    if report is not None:
+        report.write_text(json.dumps(result.report.to_dict(), default=str, indent=2), encoding="utf-8")
+    typer.echo(result.report.summary())
+    typer.echo(f"wrote {output}")
+
+
+@ratecard_app.command("validate")
+def ratecard_validate(file: Annotated[Path, typer.Argument(help="Rate card YAML to check.")]) -> None:
+    """Check a rate card for schema errors, overlapping or missing periods and nonsense prices."""
+    from costline.pipeline.ratecard.validate import format_problems, has_errors, validate_rate_card
+
+    problems = validate_rate_card(file)
+    typer.echo(format_problems(problems) if problems else f"{file}: no problems found")
+    if has_errors(problems):
+        raise typer.Exit(EXIT_SOME_LINES_FAILED)
 
 
 def main() -> None:

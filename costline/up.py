@@ -181,7 +181,8 @@ def run_up(
             before = _sink_rows(f"{base}/metrics")
             sent = _send_demo_batch(bootstrap, settings.kafka_usage_topic, demo_count)
             console.print(
-                f"demo     {sent} events sent to {settings.kafka_usage_topic}; waiting for the worker to store them"
+                f"demo     {sent} events sent to {settings.kafka_usage_topic}; "
+                "waiting for the worker to store them"
             )
             _wait(
                 lambda: _sink_rows(f"{base}/metrics") >= before + sent,

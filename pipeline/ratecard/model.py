@@ -12,6 +12,7 @@ after that, costs of single events always sum exactly to the cost of their token
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Annotated, Literal
@@ -115,21 +116,33 @@ class PriceSet(_Card):
 
 
 class Adjustment(_Card):
-    """Either a multiplier on the prices in force, or explicit prices (merged over them)."""
+    """A multiplier on the prices in force, per-key multipliers, or explicit prices (merged over them).
+
+    `multipliers` exists because some discounts do not apply to every bucket (Gemini batch halves
+    input and output but not cache reads) and, unlike explicit prices, still follow context tiers.
+    """
 
     multiplier: PositiveDecimal | None = None
+    multipliers: dict[PriceKey, PositiveDecimal] | None = Field(
+        None, description="Per price key; a key not listed keeps its price."
+    )
     prices: PriceSet | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Adjustment:
-        if (self.multiplier is None) == (self.prices is None):
-            raise ValueError("an adjustment needs exactly one of `multiplier` or `prices`")
+        given = [f for f in ("multiplier", "multipliers", "prices") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("an adjustment needs exactly one of `multiplier`, `multipliers` or `prices`")
+        if self.multipliers is not None and not self.multipliers:
+            raise ValueError("`multipliers` needs at least one price key")
         return self
 
     def apply(self, prices: PriceSet) -> PriceSet:
         """The prices after this adjustment, rounded to the micro-dollar-per-MTok grid."""
         if self.prices is not None:
             return self.prices.merged_over(prices)
+        if self.multipliers is not None:
+            return scale_prices_per_key(prices, self.multipliers)
         assert self.multiplier is not None
         return scale_prices(prices, self.multiplier)
 
@@ -142,12 +155,19 @@ class ContextTier(_Card):
 
 
 class TimeWindow(_Card):
-    """A daily window in a named time zone (e.g. DeepSeek's off-peak hours) with its own prices."""
+    """A daily window in a named time zone (e.g. DeepSeek's off-peak hours) with its own prices.
+
+    `start == end` means the whole day (useful with `weekdays`, e.g. weekends off-peak).
+    """
 
     name: str
     start: time
     end: time
     timezone: str = "UTC"
+    weekdays: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+        default_factory=list,
+        description="ISO weekdays (1 = Monday … 7 = Sunday) of the local date; empty means every day.",
+    )
     adjustment: Adjustment
 
     @field_validator("timezone")
@@ -161,8 +181,13 @@ class TimeWindow(_Card):
 
     def contains(self, instant: datetime) -> bool:
         """Whether `instant` falls in the window; a window may wrap past midnight."""
-        local = instant.astimezone(ZoneInfo(self.timezone)).time().replace(tzinfo=None)
-        if self.start <= self.end:
+        moment = instant.astimezone(ZoneInfo(self.timezone))
+        if self.weekdays and moment.isoweekday() not in self.weekdays:
+            return False
+        local = moment.time().replace(tzinfo=None)
+        if self.start == self.end:
+            return True
+        if self.start < self.end:
             return self.start <= local < self.end
         return local >= self.start or local < self.end
 
@@ -287,6 +312,21 @@ def scale_prices(prices: PriceSet, multiplier: Decimal) -> PriceSet:
         return PriceSet(
             **{
                 key: None if (p := getattr(prices, key)) is None else _on_grid(p * multiplier)
+                for key in PRICE_KEYS
+            }
+        )
+
+
+def scale_prices_per_key(prices: PriceSet, multipliers: Mapping[PriceKey, Decimal]) -> PriceSet:
+    """Each listed price times its own multiplier, rounded once to the grid; others unchanged."""
+    by_name: dict[str, Decimal] = {str(k): v for k, v in multipliers.items()}
+    with localcontext() as ctx:
+        ctx.prec = 50
+        return PriceSet(
+            **{
+                key: p
+                if (p := getattr(prices, key)) is None or key not in by_name
+                else _on_grid(p * by_name[key])
                 for key in PRICE_KEYS
             }
         )

@@ -44,19 +44,20 @@ def test_sigkilled_workers_and_resent_events_leave_exact_totals(broker: LocalBro
         sink_batch_messages=4,
         sink_flush_seconds=0.2,
         rollup_interval_s=0.5,
+        kafka_session_timeout_s=3.0,
     )
     create_topics(settings.kafka_bootstrap_servers, costline_topics(settings))
     run = f"c{int(time.time())}"
     events = make_events(run, 12_000, seed=21)
     resent = events[3_000:5_000]
 
-    # a steady stream over ~15 s, so the kills land mid-stream
+    # a steady stream over ~45 s, so both kills land mid-stream (a rejoin after a kill takes 5-20 s)
     def stream() -> None:
-        for start in range(0, len(events), 500):
+        for start in range(0, len(events), 200):
             produce_events(
-                settings.kafka_bootstrap_servers, settings.kafka_usage_topic, events[start : start + 500]
+                settings.kafka_bootstrap_servers, settings.kafka_usage_topic, events[start : start + 200]
             )
-            time.sleep(0.6)
+            time.sleep(0.75)
         produce_events(settings.kafka_bootstrap_servers, settings.kafka_usage_topic, resent, per_message=53)
 
     producer = threading.Thread(target=stream)
