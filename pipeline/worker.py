@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import faust
 from clickhouse_connect.driver import Client
@@ -41,7 +42,7 @@ class Worker:
 
     app: faust.App
     deps: IngestDeps
-    agent: faust.types.AgentT
+    agent: faust.types.AgentT[Any]
 
 
 def spend_overview(client: Client, days: int) -> dict[str, object]:
@@ -94,7 +95,7 @@ def build_worker(settings: Settings) -> Worker:
     )
     agent = register_ingest_agent(app, usage_topic(app, settings), deps)
 
-    @app.timer(interval=settings.rollup_interval_s)
+    @app.timer(interval=settings.rollup_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def rollups() -> None:
         """Derived data only: a failure is logged, counted and repaired on the next tick."""
         try:
@@ -104,13 +105,13 @@ def build_worker(settings: Settings) -> Worker:
             metrics.rollup_errors += 1
             logger.warning("rollup refresh failed; retrying next tick", exc_info=True)
 
-    @app.timer(interval=2.0)
+    @app.timer(interval=2.0)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def consumer_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
             if tp.topic != settings.kafka_usage_topic:
                 continue
-            read = consumer._read_offset.get(tp)  # Faust keeps no public read position
+            read = getattr(consumer, "_read_offset", {}).get(tp)  # Faust keeps no public read position
             metrics.consumer_lag[f"{tp.topic}/{tp.partition}"] = max(
                 consumer.highwater(tp) - (read + 1 if read is not None else 0), 0
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
@@ -35,7 +36,7 @@ class IngestDeps:
     flush_seconds: float
 
 
-def source_message(event: EventT) -> SourceMessage:
+def source_message(event: EventT[bytes]) -> SourceMessage:
     """The bytes and Kafka position of a Faust event."""
     message = event.message
     return SourceMessage(event.value, message.topic, message.partition, message.offset)
@@ -82,7 +83,7 @@ def count(metrics: WorkerMetrics, batch: ProcessedBatch) -> None:
     metrics.events_in += len(statuses) + batch.duplicates + len(batch.dead_letters) - whole
 
 
-async def handle_batch(deps: IngestDeps, events: Sequence[EventT]) -> ProcessedBatch:
+async def handle_batch(deps: IngestDeps, events: Sequence[EventT[bytes]]) -> ProcessedBatch:
     """Everything one batch goes through before it may be acknowledged."""
     batch = deps.processor.process([source_message(event) for event in events])
     rows = to_rows(batch)
@@ -93,12 +94,14 @@ async def handle_batch(deps: IngestDeps, events: Sequence[EventT]) -> ProcessedB
     return batch
 
 
-def register_ingest_agent(app: faust.App, topic: faust.TopicT, deps: IngestDeps) -> faust.types.AgentT:
+def register_ingest_agent(app: faust.App, topic: faust.TopicT, deps: IngestDeps) -> faust.types.AgentT[Any]:
     """Attach the ingest agent to `app`, reading `topic`."""
 
     @app.agent(topic, name="costline.ingest")
     async def ingest(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for events in stream.take_events(deps.batch_messages, within=deps.flush_seconds):
+        # take_events exists on faust.Stream but is missing from the StreamT protocol
+        batches = stream.take_events(deps.batch_messages, within=deps.flush_seconds)  # type: ignore[attr-defined]
+        async for events in batches:
             batch = await handle_batch(deps, events)
             yield len(batch.priced)
 

@@ -973,7 +973,7 @@ def import_litellm(data: dict[str, Any], *, effective_from: datetime) -> ImportR
         if adjustment is None:
             report.skipped.append(SkippedKey(draft.key, draft.mode, "regional price not expressible", how))
             continue
-        geo = {**base_entry.geo, draft.region: adjustment}
+        geo: dict[str, Any] = {**base_entry.geo, str(draft.region): adjustment}
         updated = RateCardEntry.model_validate(base_entry.model_dump() | {"geo": geo})
         entries[(draft.provider, draft.model.lower())] = updated
         report.merged.append(
