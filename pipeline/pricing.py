@@ -181,6 +181,8 @@ def cost_lines(
 
 def price_event(event: UsageEvent, index: RateCardIndex) -> PricedEvent:
     """Price one event; an unknown model gives status `unpriced` with the reason, never an error."""
+    if event.signals.gateway_cache_hit:  # answered by the gateway's cache: no provider call was billed
+        return PricedEvent(event=event, status="priced", reason="gateway cache hit: no provider charge")
     entry = index.find(event.provider, event.model, event.occurred_at)
     if entry is None:
         known = index.candidates(event.provider, event.model)

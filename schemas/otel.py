@@ -53,6 +53,8 @@ DEPRECATED_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
 EVENT_ID = "costline.event_id"
 SOURCE = "costline.source"
 RAW_USAGE = "costline.raw_usage"
+#: A gateway's own cost of the call, as a decimal string (never a float).
+REPORTED_COST = "costline.reported_cost"
 TAG_PREFIX = "costline.tag."
 #: Cache writes per TTL; their sum is `gen_ai.usage.cache_creation.input_tokens`.
 CACHE_WRITE_ATTRIBUTES: dict[str, str] = {
@@ -146,6 +148,8 @@ def to_otel_attributes(event: UsageEvent) -> dict[str, AttributeValue]:
             attrs[key] = value  # status and False flags too: absence means "not known"
     if event.raw_usage is not None:
         attrs[RAW_USAGE] = json.dumps(event.raw_usage, sort_keys=True, separators=(",", ":"))
+    if event.reported_cost is not None:
+        attrs[REPORTED_COST] = str(event.reported_cost)
     return attrs
 
 
@@ -186,6 +190,7 @@ def from_otel_attributes(
         "span_id": span_id,
         "session_id": _identifier(_text(attrs, CONVERSATION_ID)),
         "raw_usage": _raw_usage(attrs),
+        "reported_cost": _text(attrs, REPORTED_COST) or None,
     }
     return UsageEvent.model_validate(data)
 

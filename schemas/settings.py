@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(
         0.5, gt=0, description="Longest wait before a partial batch is written."
     )
+    hooks_enabled: bool = Field(True, description="Kill switch: false turns every SDK hook and producer off.")
+    spool_dir: Path | None = Field(None, description="Where producers spool events while Kafka is down.")
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Spool size limit per process.")
+    producer_queue_size: int = Field(100_000, ge=100, description="Events buffered in memory per process.")
+    user_hash_salt: SecretStr = Field(SecretStr(""), description="Salt of user id hashes.")
+    prompt_prefix_chars: int = Field(2_000, ge=0, description="Prompt characters hashed as the prefix.")
+    default_team: str | None = Field(None, description="Team of calls made outside an attribution scope.")
+    default_project: str | None = Field(None, description="Default project attribution.")
+    default_workload: str | None = Field(None, description="Default workload attribution.")
+    default_environment: str | None = Field(None, description="Default environment attribution.")
+    default_cost_center: str | None = Field(None, description="Default cost center attribution.")
+    collector_port: int = Field(4318, ge=1, le=65535, description="Port of the OTLP / gateway collector.")
     rollup_interval_s: float = Field(5.0, gt=0, description="How often rollups catch up with new events.")
 
     def resolved_clickhouse_dsn(self) -> str:
@@ -59,3 +71,7 @@ class Settings(BaseSettings):
         if self.clickhouse_dsn is not None:
             return self.clickhouse_dsn.get_secret_value()
         return f"chdb://{(self.data_dir / 'store').resolve()}"
+
+    def resolved_spool_dir(self) -> Path:
+        """The spool directory: the setting, or `spool` under `data_dir`."""
+        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -162,6 +163,9 @@ class Signals(_Strict):
     )
     batch: bool = False
     stream: bool = False
+    gateway_cache_hit: bool = Field(
+        False, description="Answered from a gateway's response cache: no provider call, no provider cost."
+    )
 
     @field_validator("prompt_prefix_hash")
     @classmethod
@@ -191,6 +195,11 @@ class UsageEvent(_Strict):
     session_id: Identifier | None = None
     raw_usage: dict[str, Any] | None = Field(
         None, description="The provider's usage object as received, for audit."
+    )
+    reported_cost: Annotated[Decimal, Field(ge=0, le=1_000_000, max_digits=26, decimal_places=12)] | None = (
+        Field(
+            None, description="The cost a gateway reported for this call (USD), kept beside costline's own."
+        )
     )
 
     @field_validator("occurred_at")

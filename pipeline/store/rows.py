@@ -65,6 +65,8 @@ COLUMNS: tuple[str, ...] = (
     "region",
     "batch",
     "stream",
+    "gateway_cache_hit",
+    "reported_cost",
     "raw_usage",
     "pricing_status",
     "pricing_reason",
@@ -149,6 +151,8 @@ def priced_event_to_row(p: PricedEvent, *, kafka_partition: int = -1, kafka_offs
         signals.region,
         signals.batch,
         signals.stream,
+        signals.gateway_cache_hit,
+        event.reported_cost,
         _dump_raw_usage(event.raw_usage),
         p.status,
         p.reason,
@@ -207,9 +211,11 @@ def row_to_usage_event(row: Mapping[str, Any]) -> UsageEvent:
             "region": row["region"],
             "batch": row["batch"],
             "stream": row["stream"],
+            "gateway_cache_hit": row["gateway_cache_hit"],
         },
         **{name: row[name] or None for name in _ID_COLUMNS},
         "raw_usage": json.loads(row["raw_usage"]) if row["raw_usage"] else None,
+        "reported_cost": row["reported_cost"],
     }
     return UsageEvent.model_validate(data, context={CHECK_TIME_WINDOW: False})
 

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS usage_events
     region LowCardinality(Nullable(String)),
     batch Bool,
     stream Bool,
+    gateway_cache_hit Bool COMMENT 'answered from a gateway response cache',
+    reported_cost Nullable(Decimal(38, 12)) COMMENT 'cost a gateway reported, beside ours',
     raw_usage String COMMENT 'provider usage object as JSON, empty string when absent',
 
     pricing_status LowCardinality(String) COMMENT 'priced, partial or unpriced',

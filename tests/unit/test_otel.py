@@ -106,6 +106,7 @@ def test_attributes_follow_the_genai_conventions_and_carry_the_rest_under_costli
         "costline.region": "us",
         "costline.batch": False,
         "costline.stream": False,
+        "costline.gateway_cache_hit": False,
         "costline.raw_usage": '{"cache_read_input_tokens":10000,"input_tokens":1000}',
     }
 
@@ -156,6 +157,7 @@ def test_every_field_of_the_contract_has_an_attribute() -> None:
         "span_id",
         "session_id",
         "raw_usage",
+        "reported_cost",
     }
 
 

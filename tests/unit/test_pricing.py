@@ -327,3 +327,16 @@ def test_prices_off_the_grid_or_negative_are_rejected(bad: str) -> None:
                 ]
             }
         )
+
+
+def test_a_gateway_cache_hit_costs_nothing_whatever_its_tokens() -> None:
+    hit = event(
+        "anthropic",
+        "claude-sonnet-4-6",
+        input_uncached=50_000,
+        output_visible=900,
+        signals=Signals(gateway_cache_hit=True),
+    )
+    priced = PRICER.price(hit)
+    assert (priced.status, priced.effective_cost, priced.list_cost) == ("priced", 0, 0)
+    assert priced.reason == "gateway cache hit: no provider charge"
