@@ -51,7 +51,11 @@ class ThreadedWorker:
         self.worker: Worker = build_worker(settings)
         self.loop = asyncio.new_event_loop()
         self._faust = _ThreadSafeFaustWorker(
-            self.worker.app, loop=self.loop, quiet=True, loglevel="warning", override_logging=False,
+            self.worker.app,
+            loop=self.loop,
+            quiet=True,
+            loglevel="warning",
+            override_logging=False,
             redirect_stdouts=False,
         )
         self._thread = threading.Thread(target=self._run, name="costline-test-worker", daemon=True)
