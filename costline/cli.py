@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 from pydantic import ValidationError
 
+from costline.cli_ingest import ingest_app
 from costline.schemas.errors import CostlineError, describe_validation_error
 from costline.schemas.settings import Settings
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="LLM cost observability and chargeback.")
 ratecard_app = typer.Typer(no_args_is_help=True, help="Import and check rate cards.")
 app.add_typer(ratecard_app, name="ratecard")
+app.add_typer(ingest_app, name="ingest")
 
 #: Exit status when some input lines could not be processed (the others were).
 EXIT_SOME_LINES_FAILED = 1
@@ -106,6 +108,24 @@ def worker(
     from costline.pipeline.worker import run_worker
 
     run_worker(Settings(), loglevel=loglevel)
+
+
+@app.command()
+def collector(
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for other hosts).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, help="Port (default: COSTLINE_COLLECTOR_PORT, 4318)."),
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Receive OTLP traces (POST /v1/traces) and LiteLLM logs (POST /v1/litellm) and produce their
+    usage events to Kafka (Ctrl-C stops it)."""
+    from costline.collector import run_collector
+
+    run_collector(Settings(), host=host, port=port, loglevel=loglevel)
 
 
 @app.command("demo-traffic")
