@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
 from costline.pipeline.ratecard.model import (
     BUCKET_PRICE_KEY,
@@ -51,6 +52,19 @@ class ResolvedPrices:
     adjustments: tuple[str, ...]
     notes: tuple[str, ...] = ()
 
+    @cached_property
+    def unit_prices(self) -> dict[str, tuple[Decimal, Decimal, int, int] | None]:
+        """Per bucket: list and effective price per MTok and their picodollars per token (None: no price)."""
+        table: dict[str, tuple[Decimal, Decimal, int, int] | None] = {}
+        for bucket, key in BUCKET_PRICE_KEY.items():
+            listed, effective = self.list_prices.get(key), self.effective_prices.get(key)
+            table[bucket] = (
+                None
+                if listed is None or effective is None
+                else (listed, effective, picodollars_per_token(listed), picodollars_per_token(effective))
+            )
+        return table
+
 
 @dataclass
 class RateCardIndex:
@@ -58,6 +72,7 @@ class RateCardIndex:
 
     card: RateCard
     _by_name: dict[tuple[str, str], list[RateCardEntry]] = field(init=False, repr=False)
+    _lookups: dict[tuple[str, str], list[RateCardEntry]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         by_name: dict[tuple[str, str], list[RateCardEntry]] = defaultdict(list)
@@ -70,6 +85,12 @@ class RateCardIndex:
 
     def candidates(self, provider: str, model: str) -> list[RateCardEntry]:
         """Entries for this model, trying the exact name, then without a provider prefix or date suffix."""
+        cached = self._lookups.get((provider, model))
+        if cached is None:
+            cached = self._lookups[(provider, model)] = self._candidates(provider, model)
+        return cached
+
+    def _candidates(self, provider: str, model: str) -> list[RateCardEntry]:
         name = model.strip().lower()
         tried = [name]
         if "/" in name:
@@ -97,19 +118,34 @@ def _service_tier(event: UsageEvent) -> str | None:
     return None if tier in STANDARD_TIERS else tier
 
 
-def resolve_prices(event: UsageEvent, entry: RateCardEntry) -> ResolvedPrices:
-    """Pick the context tier on the request's whole input, then apply service tier, time window, geo."""
-    prices = entry.base_prices()
-    context_tier = None
+#: What decides an event's prices besides its entry: (context tier threshold, service tier,
+#: time window index, geo). Events with equal selections share one ResolvedPrices.
+Selection = tuple[int | None, str | None, int | None, str]
+
+
+def select_prices(event: UsageEvent, entry: RateCardEntry) -> Selection:
+    """Which context tier, service tier, time window and geo of `entry` apply to `event`."""
+    threshold = None
     input_total = event.tokens.input_total
     for tier in entry.context_tiers:  # increasing thresholds: the last one exceeded wins
         if input_total > tier.above_input_tokens:
-            prices = tier.prices.merged_over(entry.base_prices())
-            context_tier = f">{tier.above_input_tokens}"
+            threshold = tier.above_input_tokens
+    window = next((i for i, w in enumerate(entry.time_windows) if w.contains(event.occurred_at)), None)
+    return threshold, _service_tier(event), window, (event.signals.region or "").strip().lower()
+
+
+def build_prices(entry: RateCardEntry, selection: Selection) -> ResolvedPrices:
+    """The context tier's prices as list, then service tier, time window and geo applied in that order."""
+    threshold, service_tier, window_index, region = selection
+    prices = entry.base_prices()
+    context_tier = None
+    if threshold is not None:
+        tier = next(t for t in entry.context_tiers if t.above_input_tokens == threshold)
+        prices = tier.prices.merged_over(prices)
+        context_tier = f">{threshold}"
     list_prices = prices
     adjustments: list[str] = []
     notes: list[str] = []
-    service_tier = _service_tier(event)
     if service_tier is not None:
         adjustment = entry.service_tiers.get(service_tier)
         if adjustment is None:
@@ -117,16 +153,19 @@ def resolve_prices(event: UsageEvent, entry: RateCardEntry) -> ResolvedPrices:
         else:
             prices = adjustment.apply(prices)
             adjustments.append(f"service_tier:{service_tier}")
-    for window in entry.time_windows:
-        if window.contains(event.occurred_at):
-            prices = window.adjustment.apply(prices)
-            adjustments.append(f"time_window:{window.name}")
-            break
-    region = (event.signals.region or "").strip().lower()
+    if window_index is not None:
+        window = entry.time_windows[window_index]
+        prices = window.adjustment.apply(prices)
+        adjustments.append(f"time_window:{window.name}")
     if region and region in entry.geo:
         prices = entry.geo[region].apply(prices)
         adjustments.append(f"geo:{region}")
     return ResolvedPrices(entry, list_prices, prices, context_tier, tuple(adjustments), tuple(notes))
+
+
+def resolve_prices(event: UsageEvent, entry: RateCardEntry) -> ResolvedPrices:
+    """Pick the context tier on the request's whole input, then apply service tier, time window, geo."""
+    return build_prices(entry, select_prices(event, entry))
 
 
 def cost_lines(
@@ -139,12 +178,11 @@ def cost_lines(
         quantity: int = getattr(tokens, bucket)
         if quantity == 0:
             continue
-        key = BUCKET_PRICE_KEY[bucket]
-        list_price = resolved.list_prices.get(key)
-        effective_price = resolved.effective_prices.get(key)
-        if list_price is None or effective_price is None:
+        prices = resolved.unit_prices[bucket]
+        if prices is None:
             unpriced.append(bucket)
             continue
+        list_price, effective_price, list_pico, effective_pico = prices
         lines.append(
             CostLine(
                 bucket=bucket,
@@ -152,8 +190,8 @@ def cost_lines(
                 unit="tokens",
                 list_unit_price=list_price,
                 effective_unit_price=effective_price,
-                list_cost=to_usd(quantity * picodollars_per_token(list_price)),
-                effective_cost=to_usd(quantity * picodollars_per_token(effective_price)),
+                list_cost=to_usd(quantity * list_pico),
+                effective_cost=to_usd(quantity * effective_pico),
             )
         )
     for counter in REQUEST_COUNTERS:
@@ -179,7 +217,11 @@ def cost_lines(
     return lines, unpriced
 
 
-def price_event(event: UsageEvent, index: RateCardIndex) -> PricedEvent:
+def price_event(
+    event: UsageEvent,
+    index: RateCardIndex,
+    resolve: Callable[[UsageEvent, RateCardEntry], ResolvedPrices] = resolve_prices,
+) -> PricedEvent:
     """Price one event; an unknown model gives status `unpriced` with the reason, never an error."""
     if event.signals.gateway_cache_hit:  # answered by the gateway's cache: no provider call was billed
         return PricedEvent(event=event, status="priced", reason="gateway cache hit: no provider charge")
@@ -194,7 +236,7 @@ def price_event(event: UsageEvent, index: RateCardIndex) -> PricedEvent:
         else:
             reason = f"model {event.model!r} of provider {event.provider!r} is not in the rate card"
         return PricedEvent(event=event, status="unpriced", reason=reason)
-    resolved = resolve_prices(event, entry)
+    resolved = resolve(event, entry)
     lines, unpriced = cost_lines(event.tokens, event.requests, resolved)
     notes = list(resolved.notes)
     if unpriced:
@@ -219,11 +261,20 @@ class Pricer:
 
     def __init__(self, card: RateCard) -> None:
         self.index = RateCardIndex(card)
+        self._resolved: dict[tuple[str, Selection], ResolvedPrices] = {}
+
+    def _resolve(self, event: UsageEvent, entry: RateCardEntry) -> ResolvedPrices:
+        """`resolve_prices`, memoized: few price combinations, many events."""
+        key = (entry.id, select_prices(event, entry))
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolved[key] = build_prices(entry, key[1])
+        return resolved
 
     def price(self, event: UsageEvent) -> PricedEvent:
         """Price one event (see `price_event`)."""
-        return price_event(event, self.index)
+        return price_event(event, self.index, self._resolve)
 
     def price_many(self, events: Iterable[UsageEvent]) -> list[PricedEvent]:
         """Price a batch of events."""
-        return [price_event(event, self.index) for event in events]
+        return [self.price(event) for event in events]

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from costline.ingest.wire import WireFormatError, decode_envelope
 from costline.pipeline.pricing import Pricer
@@ -105,6 +105,16 @@ class RecentEventIds:
             self._ids.popitem(last=False)
 
 
+class _Envelope(BaseModel):
+    """The fast path's view of a wire envelope (see `costline.ingest.wire`)."""
+
+    v: Literal[1]
+    events: list[UsageEvent]
+
+
+_ENVELOPE = TypeAdapter(_Envelope)
+
+
 class EventProcessor:
     """Turns Kafka messages into priced events and dead letters."""
 
@@ -117,21 +127,36 @@ class EventProcessor:
         batch = ProcessedBatch()
         seen: set[str] = set()
         for message in messages:
-            try:
-                raw_events = decode_envelope(message.value)
-            except WireFormatError as exc:
-                batch.dead_letters.append(self._dead(str(exc), message.value or b"", message))
-                continue
-            for index, raw in enumerate(raw_events):
-                event = self._validate(raw, index, message, batch)
-                if event is None:
-                    continue
+            for event in self._events(message, batch):
                 if event.event_id in seen or event.event_id in self.recent:
                     batch.duplicates += 1
                     continue
                 seen.add(event.event_id)
                 batch.priced.append((self.pricer.price(event), message))
         return batch
+
+    def _events(self, message: SourceMessage, batch: ProcessedBatch) -> list[UsageEvent]:
+        """The valid events of a message; the bad ones (or the whole message) go to dead letters.
+
+        The common case, a well-formed envelope, is parsed and validated in one call inside
+        pydantic-core; only a message that fails is taken apart event by event to find the culprits.
+        """
+        if message.value:
+            try:
+                return _ENVELOPE.validate_json(message.value).events
+            except ValidationError:
+                pass
+        try:
+            raw_events = decode_envelope(message.value)
+        except WireFormatError as exc:
+            batch.dead_letters.append(self._dead(str(exc), message.value or b"", message))
+            return []
+        events = []
+        for index, raw in enumerate(raw_events):
+            event = self._validate(raw, index, message, batch)
+            if event is not None:
+                events.append(event)
+        return events
 
     def _validate(
         self, raw: Any, index: int, message: SourceMessage, batch: ProcessedBatch

@@ -27,6 +27,7 @@ COST_SCALE = 12
 MAX_COST = Decimal(10) ** (38 - COST_SCALE)
 
 _PICODOLLAR = Decimal(1).scaleb(-COST_SCALE)
+_ZERO = Decimal(0)
 _WIDE = Context(prec=80)
 
 #: Columns of `usage_events` that the writer fills, in row order (`ingested_at` has a server default).
@@ -91,8 +92,10 @@ _ATTRIBUTION_COLUMNS = ("team", "project", "workload", "user_hash", "environment
 _ID_COLUMNS = ("trace_id", "span_id", "session_id")
 
 
-def exact_cost(value: Decimal, what: str) -> Decimal:
+def exact_cost(value: Decimal, what: str, where: str = "") -> Decimal:
     """`value` as an exact 12-decimal Decimal, or a StoreError if the column would change it."""
+    if where:
+        what = f"{what} of {where}"  # the hot path passes parts, so no message is built per call
     if not isinstance(value, Decimal) or not value.is_finite():
         raise StoreError(f"{what} is {value!r}, not a finite Decimal; the pricing engine must give Decimals")
     if abs(value) >= MAX_COST:
@@ -111,13 +114,15 @@ def priced_event_to_row(p: PricedEvent, *, kafka_partition: int = -1, kafka_offs
     event = p.event
     attribution = event.attribution
     signals = event.signals
-    where = f"event {event.event_id}"
+    where = event.event_id
+    line_costs: dict[str, Decimal] = {}
+    for line in p.lines:
+        line_costs[line.bucket] = line_costs.get(line.bucket, _ZERO) + line.effective_cost
     costs_by_bucket = [
-        exact_cost(p.cost_of(bucket), f"cost of {bucket} of {where}") for bucket in TOKEN_BUCKETS
+        exact_cost(line_costs.get(bucket, _ZERO), "bucket cost", where) for bucket in TOKEN_BUCKETS
     ]
     cost_requests = exact_cost(
-        sum((p.cost_of(counter) for counter in REQUEST_COUNTERS), Decimal(0)),
-        f"request cost of {where}",
+        sum((line_costs.get(counter, _ZERO) for counter in REQUEST_COUNTERS), _ZERO), "request cost", where
     )
     known = set(TOKEN_BUCKETS) | set(REQUEST_COUNTERS)
     stray = sorted({line.bucket for line in p.lines} - known)
@@ -161,8 +166,8 @@ def priced_event_to_row(p: PricedEvent, *, kafka_partition: int = -1, kafka_offs
         list(p.adjustments),
         list(p.unpriced_buckets),
         p.currency,
-        exact_cost(p.list_cost, f"list_cost of {where}"),
-        exact_cost(p.effective_cost, f"effective_cost of {where}"),
+        exact_cost(p.list_cost, "list_cost", where),
+        exact_cost(p.effective_cost, "effective_cost", where),
         *costs_by_bucket,
         cost_requests,
         None,
