@@ -15,11 +15,10 @@ import pytest
 from costline.ingest import emit as emit_module
 from costline.ingest import hooks
 from costline.ingest.hooks import anthropic as anthropic_hooks
-from costline.schemas.settings import Settings
 from costline.schemas.usage_event import RequestCounters, TokenBuckets, UsageEvent
+from tests.unit.conftest import SETTINGS, one, uninstrumented
 from tests.unit.stub_llm_server import ANSWER, RecordingSink, StubLLMServer
 
-SETTINGS = Settings.model_construct()
 MODEL = "claude-sonnet-4-6"
 SYSTEM = "You answer questions about invoices."
 MESSAGES = [{"role": "user", "content": "Which invoice is overdue?"}]
@@ -37,44 +36,10 @@ def call(**extra: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[StubLLMServer]:
-    with StubLLMServer() as server:
-        yield server
-
-
 @pytest.fixture
 def client(stub: StubLLMServer) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=stub.url, api_key="test-dummy", max_retries=0) as c:
         yield c
-
-
-@pytest.fixture
-def sink(stub: StubLLMServer) -> Iterator[RecordingSink]:
-    recording = RecordingSink()
-    emit_module.set_sink(recording)
-    emit_module.set_enabled(True)
-    hooks.instrument(settings=SETTINGS)
-    stub.clear()
-    yield recording
-    hooks.uninstrument()
-    hooks.flush()
-    emit_module.set_sink(None)
-    emit_module.set_enabled(True)
-
-
-def uninstrumented(fn: Any) -> Any:
-    hooks.uninstrument()
-    try:
-        return fn()
-    finally:
-        hooks.instrument(settings=SETTINGS)
-
-
-def one(sink: RecordingSink) -> UsageEvent:
-    events = sink.take()
-    assert len(events) == 1, events
-    return events[0]
 
 
 WEB_SEARCH_TOKENS = TokenBuckets(input_uncached=1_845, output_visible=310)

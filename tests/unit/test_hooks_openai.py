@@ -25,9 +25,9 @@ from costline.ingest.attribution import attribute
 from costline.ingest.hooks import openai as openai_hooks
 from costline.schemas.settings import Settings
 from costline.schemas.usage_event import TokenBuckets, UsageEvent
+from tests.unit.conftest import SETTINGS, one, uninstrumented
 from tests.unit.stub_llm_server import ANSWER, RecordingSink, StubLLMServer
 
-SETTINGS = Settings.model_construct()
 MESSAGES = [
     {"role": "system", "content": "You are a terse assistant for the billing team."},
     {"role": "user", "content": "What is the capital of France?"},
@@ -39,46 +39,10 @@ def scenario(name: str) -> dict[str, Any]:
     return {"extra_headers": {"x-stub-scenario": name}}
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[StubLLMServer]:
-    with StubLLMServer() as server:
-        yield server
-
-
 @pytest.fixture
 def client(stub: StubLLMServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=stub.openai_url, api_key="test-dummy", max_retries=0) as c:
         yield c
-
-
-@pytest.fixture
-def sink(stub: StubLLMServer) -> Iterator[RecordingSink]:
-    """Hooks instrumented, events into memory; everything restored afterwards."""
-    recording = RecordingSink()
-    emit_module.set_sink(recording)
-    emit_module.set_enabled(True)
-    hooks.instrument(settings=SETTINGS)
-    stub.clear()
-    yield recording
-    hooks.uninstrument()
-    hooks.flush()
-    emit_module.set_sink(None)
-    emit_module.set_enabled(True)
-
-
-def uninstrumented(fn: Any) -> Any:
-    """Run `fn` with the hooks removed, then put them back."""
-    hooks.uninstrument()
-    try:
-        return fn()
-    finally:
-        hooks.instrument(settings=SETTINGS)
-
-
-def one(sink: RecordingSink) -> UsageEvent:
-    events = sink.take()
-    assert len(events) == 1, events
-    return events[0]
 
 
 # --- Chat Completions ---------------------------------------------------------------------------
