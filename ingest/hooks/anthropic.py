@@ -21,20 +21,16 @@ from costline.ingest.hooks.common import (
     AsyncStreamProxy,
     CallRecord,
     Method,
-    Patch,
     Proxy,
+    SdkPatches,
     StreamTap,
-    Switch,
     SyncStreamProxy,
-    apply_patches,
     async_wrapper,
     finish_result,
     hook_failed,
     is_sequence,
     new_record,
     record_error,
-    remove_patches,
-    sdk_installed,
     sync_wrapper,
 )
 from costline.ingest.normalize import anthropic_usage, get_field, get_label
@@ -59,8 +55,8 @@ ANTHROPIC_METHODS: tuple[Method, ...] = (
 #: Extended-thinking budgets (tokens) → the schema's effort levels; larger budgets are `xhigh`.
 _BUDGET_LEVELS = ((2_048, "low"), (8_192, "medium"), (32_768, "high"))
 
-_switch = Switch()
-_patches: list[Patch] = []
+_sdk = SdkPatches("anthropic", ANTHROPIC_METHODS)
+_switch = _sdk.switch
 
 
 def provider_of(resource: object) -> str:
@@ -369,15 +365,9 @@ def _make_wrapper(method: Method, original: Any) -> Any:
 
 def instrument_anthropic() -> list[str]:
     """Wrap the Anthropic SDK (idempotent); the names of the wrapped methods."""
-    if not sdk_installed("anthropic"):
-        logger.debug("costline: anthropic is not installed; not instrumented")
-        return []
-    _switch.on = True
-    _patches.extend(apply_patches(ANTHROPIC_METHODS, _make_wrapper))
-    return [f"{patch.owner.__name__}.{patch.name}" for patch in _patches]
+    return _sdk.instrument(_make_wrapper)
 
 
 def uninstrument_anthropic() -> None:
-    """Restore the original Anthropic SDK methods (idempotent)."""
-    _switch.on = False
-    remove_patches(_patches)
+    """Restore the original SDK methods (idempotent)."""
+    _sdk.uninstrument()

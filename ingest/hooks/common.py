@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeGuard
@@ -183,6 +183,30 @@ def remove_patches(patches: list[Patch]) -> None:
         else:
             delattr(patch.owner, patch.name)
     patches.clear()
+
+
+class SdkPatches:
+    """One SDK's instrumentation: the switch its wrappers check and the patches that undo it."""
+
+    def __init__(self, sdk: str, methods: Sequence[Method]) -> None:
+        self.sdk = sdk
+        self.methods = methods
+        self.switch = Switch()
+        self.patches: list[Patch] = []
+
+    def instrument(self, make_wrapper: Callable[[Method, Any], Any]) -> list[str]:
+        """Wrap the SDK's methods (idempotent); the names of the wrapped methods."""
+        if not sdk_installed(self.sdk):
+            logger.debug("costline: %s is not installed; not instrumented", self.sdk)
+            return []
+        self.switch.on = True
+        self.patches.extend(apply_patches(self.methods, make_wrapper))
+        return [f"{patch.owner.__name__}.{patch.name}" for patch in self.patches]
+
+    def uninstrument(self) -> None:
+        """Restore the SDK's original methods (idempotent)."""
+        self.switch.on = False
+        remove_patches(self.patches)
 
 
 # --- one call ------------------------------------------------------------------------------------

@@ -23,18 +23,14 @@ from costline.ingest.hooks.common import (
     Adapter,
     CallRecord,
     Method,
-    Patch,
+    SdkPatches,
     StreamTap,
-    Switch,
-    apply_patches,
     async_wrapper,
     finish_result,
     host_of,
     is_raw_request,
     is_sequence,
     new_record,
-    remove_patches,
-    sdk_installed,
     sync_wrapper,
 )
 from costline.ingest.normalize import (
@@ -79,8 +75,8 @@ _HOST_PROVIDERS = {
 }
 _SYSTEM_ROLES = ("system", "developer")
 
-_switch = Switch()
-_patches: list[Patch] = []
+_sdk = SdkPatches("openai", OPENAI_METHODS)
+_switch = _sdk.switch
 
 
 #: client → provider: a client's type and base URL are read at its first call only (reading
@@ -364,15 +360,9 @@ def _make_wrapper(method: Method, original: Any) -> Any:
 
 def instrument_openai() -> list[str]:
     """Wrap the OpenAI SDK (idempotent); the names of the wrapped methods."""
-    if not sdk_installed("openai"):
-        logger.debug("costline: openai is not installed; not instrumented")
-        return []
-    _switch.on = True
-    _patches.extend(apply_patches(OPENAI_METHODS, _make_wrapper))
-    return [f"{patch.owner.__name__}.{patch.name}" for patch in _patches]
+    return _sdk.instrument(_make_wrapper)
 
 
 def uninstrument_openai() -> None:
-    """Restore the original OpenAI SDK methods (idempotent)."""
-    _switch.on = False
-    remove_patches(_patches)
+    """Restore the original SDK methods (idempotent)."""
+    _sdk.uninstrument()
