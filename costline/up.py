@@ -56,13 +56,7 @@ def _check_ports(settings: Settings) -> None:
 
 def _child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_")}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if name == "clickhouse_dsn":
-            continue
-        env[f"COSTLINE_{name.upper()}"] = str(value)
-    env["COSTLINE_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    env["COSTLINE_CLICKHOUSE_DSN"] = settings.resolved_clickhouse_dsn()
-    return env
+    return env | settings.to_env() | {"COSTLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
 
 
 @contextmanager

@@ -72,6 +72,19 @@ class Settings(BaseSettings):
             return self.clickhouse_dsn.get_secret_value()
         return f"chdb://{(self.data_dir / 'store').resolve()}"
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as `COSTLINE_*` variables, so a child process sees the same (secrets included)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "clickhouse_dsn":
+                value = self.resolved_clickhouse_dsn()
+            elif isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is not None:
+                env[f"COSTLINE_{name.upper()}"] = str(value)
+        return env
+
     def resolved_spool_dir(self) -> Path:
         """The spool directory: the setting, or `spool` under `data_dir`."""
         return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"

@@ -94,12 +94,7 @@ class ThreadedWorker:
 
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a `costline worker` child use `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_")}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if name == "clickhouse_dsn":
-            value = settings.resolved_clickhouse_dsn()
-        env[f"COSTLINE_{name.upper()}"] = str(value)
-    return env
+    return {k: v for k, v in os.environ.items() if not k.startswith("COSTLINE_")} | settings.to_env()
 
 
 class ProcessWorker:

@@ -25,3 +25,15 @@ def test_the_two_commands_are_make_targets_and_ci_runs_the_test_one() -> None:
     assert re.search(r"^run:", makefile, re.M)
     assert re.search(r"^test:", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_settings_pass_to_a_child_process_unchanged_secrets_included() -> None:
+    from pydantic import SecretStr
+
+    settings = Settings(
+        user_hash_salt=SecretStr("pepper"), metrics_port=12345, clickhouse_dsn="http://u:p@h:8123/db"
+    )
+    env = settings.to_env()
+    assert env["COSTLINE_USER_HASH_SALT"] == "pepper"
+    assert env["COSTLINE_CLICKHOUSE_DSN"] == "http://u:p@h:8123/db"
+    assert Settings(**{k.removeprefix("COSTLINE_").lower(): v for k, v in env.items()}) == settings
