@@ -39,11 +39,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Worker:
-    """The assembled worker: its Faust app and the objects tests and pages reach into."""
+    """The assembled worker: its Faust app and the objects tests, pages and extensions reach into.
+
+    `client` is the store; every call on it goes through `sink.call`, the store's one thread.
+    """
 
     app: faust.App
     deps: IngestDeps
     agent: faust.types.AgentT[Any]
+    settings: Settings
+    client: Client
+    sink: StoreSink
+    metrics: WorkerMetrics
 
 
 def spend_overview(client: Client, days: int) -> dict[str, object]:
@@ -95,6 +102,14 @@ def build_worker(settings: Settings) -> Worker:
         flush_seconds=settings.sink_flush_seconds,
     )
     agent = register_ingest_agent(app, usage_topic(app, settings), deps)
+    worker = Worker(
+        app=app, deps=deps, agent=agent, settings=settings, client=client, sink=sink, metrics=metrics
+    )
+    # Extensions register their agents, timers and servers on `worker` here, one line each:
+    # -- detectors (issue 5) --
+    # -- budgets and alerts (issue 5) --
+    # -- recommendations (issue 7) --
+    # -- read API (issue 6) --
 
     @app.timer(interval=settings.rollup_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def rollups() -> None:
@@ -149,7 +164,7 @@ def build_worker(settings: Settings) -> Worker:
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "events_in": metrics.events_in})
 
-    return Worker(app=app, deps=deps, agent=agent)
+    return worker
 
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:

@@ -65,6 +65,43 @@ class Settings(BaseSettings):
     default_cost_center: str | None = Field(None, description="Default cost center attribution.")
     collector_port: int = Field(4318, ge=1, le=65535, description="Port of the OTLP / gateway collector.")
     rollup_interval_s: float = Field(5.0, gt=0, description="How often rollups catch up with new events.")
+    kafka_signals_topic: str = Field(
+        "costline.signals.v1", description="Priced-usage signals for the detectors, keyed by workload."
+    )
+    detectors_path: Path | None = Field(
+        None, description="Detector thresholds YAML (per workload); built-in defaults when unset."
+    )
+    budgets_path: Path | None = Field(None, description="Budgets YAML; no budgets when unset.")
+    budget_interval_s: float = Field(1.0, gt=0, description="How often budgets are checked.")
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming-webhook URL for alerts (secret, never logged)."
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="Generic JSON webhook URL for alerts (secret, never logged)."
+    )
+    dashboard_url: str | None = Field(
+        None, description="Dashboard link put in alerts; http://127.0.0.1:<dashboard_port> when unset."
+    )
+    api_host: str = Field("127.0.0.1", description="Address the read API listens on.")
+    api_tokens_path: Path | None = Field(
+        None,
+        description="API tokens YAML (hashed tokens with roles); api_tokens.yaml under data_dir when unset.",
+    )
+    api_url: str | None = Field(
+        None,
+        description="Read API the dashboard and CLI reports use; http://127.0.0.1:<api_port> when unset.",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the CLI reports send to the read API."
+    )
+    recommend_interval_s: float = Field(
+        3600.0, gt=0, description="How often the worker recomputes recommendations."
+    )
+    recommend_window_days: int = Field(30, ge=1, le=366, description="Days of usage recommendations look at.")
+    clickhouse_cluster: str | None = Field(
+        None,
+        description="ClickHouse cluster: Replicated engines ON CLUSTER and Distributed tables.",
+    )
 
     def resolved_clickhouse_dsn(self) -> str:
         """The DSN to connect with: the setting, or an embedded store under `data_dir`."""
@@ -84,6 +121,18 @@ class Settings(BaseSettings):
             if value is not None:
                 env[f"COSTLINE_{name.upper()}"] = str(value)
         return env
+
+    def resolved_api_url(self) -> str:
+        """Where the read API is reached: the setting, or this machine's API port."""
+        return (self.api_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
+
+    def resolved_dashboard_url(self) -> str:
+        """The dashboard link for alerts: the setting, or this machine's dashboard port."""
+        return (self.dashboard_url or f"http://127.0.0.1:{self.dashboard_port}").rstrip("/")
+
+    def resolved_api_tokens_path(self) -> Path:
+        """The API tokens file: the setting, or `api_tokens.yaml` under `data_dir`."""
+        return self.api_tokens_path if self.api_tokens_path is not None else self.data_dir / "api_tokens.yaml"
 
     def resolved_spool_dir(self) -> Path:
         """The spool directory: the setting, or `spool` under `data_dir`."""

@@ -1,0 +1,1 @@
+"""One APIRouter per subject; `costline.dashboard.api.app.ROUTERS` lists them."""

@@ -1,0 +1,1 @@
+"""Finance reports: chargeback and allocation, FOCUS export, closed periods, reconciliation."""

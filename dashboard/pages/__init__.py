@@ -1,0 +1,1 @@
+"""Streamlit pages: thin views over pure helpers, reading only through the read API."""

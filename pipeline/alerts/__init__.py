@@ -1,0 +1,1 @@
+"""Alerts: a firing → resolved state machine that fires once, and Slack / webhook delivery with retries."""

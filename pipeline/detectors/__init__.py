@@ -1,0 +1,1 @@
+"""Waste detectors on the priced stream: overthinking, prompt-cache misses, spend spikes, context growth."""

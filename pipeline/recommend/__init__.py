@@ -1,0 +1,1 @@
+"""Routing recommendations: cheaper models, effort, caching, batch and cascades, with projected savings."""
