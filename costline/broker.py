@@ -429,5 +429,9 @@ def _warn_partition_mismatch(admin: KafkaAdminClient, wanted: Mapping[str, int],
 
 
 def costline_topics(settings: Settings) -> dict[str, int]:
-    """The topics costline uses, with their partition counts: the usage topic and its DLQ."""
-    return {settings.kafka_usage_topic: settings.kafka_partitions, settings.kafka_dlq_topic: 1}
+    """The topics costline uses, with their partition counts: usage, its DLQ, and the detectors' signals."""
+    return {
+        settings.kafka_usage_topic: settings.kafka_partitions,
+        settings.kafka_dlq_topic: 1,
+        settings.kafka_signals_topic: settings.kafka_partitions,
+    }

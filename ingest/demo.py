@@ -3,6 +3,12 @@
 The profiles mimic what costline is meant to find: a classifier burning reasoning tokens on
 one-word answers, a support bot whose prompt prefix repeats without cache reads, an offline
 job that could use batch pricing, a self-hosted model the rate card does not know yet.
+
+On top of them, `pattern_events` adds waste episodes that are labeled by construction, so the
+detectors can be checked against them (`expected_anomalies`): a FAQ bot re-sending one prompt
+prefix without asking for caching, a page generator paying for 1-hour cache writes nobody reads,
+an extraction job whose spend jumps for one hour, and an agent run that loops with its context
+growing turn over turn.
 """
 
 from __future__ import annotations
@@ -207,11 +213,30 @@ def _tokens(rng: random.Random, profile: WorkloadProfile) -> TokenBuckets:
 
 
 def demo_events(
-    count: int, *, seed: int = 7, end: datetime | None = None, span: timedelta = timedelta(days=7)
+    count: int,
+    *,
+    seed: int = 7,
+    end: datetime | None = None,
+    span: timedelta = timedelta(days=7),
+    patterns: bool = True,
 ) -> Iterator[UsageEvent]:
-    """`count` events spread over `span` before `end`, reproducible for a given seed and end."""
+    """`count` events spread over `span` before `end`, reproducible for a given seed and end, in time order.
+
+    From PATTERN_MIN_EVENTS events on (and unless `patterns` is False), part of the count is the
+    labeled waste episodes of `pattern_events` (see `expected_anomalies`); the rest are the
+    random calls of PROFILES.
+    """
     rng = random.Random(seed)
     end = end or datetime.now(UTC)
+    injected = pattern_events(seed, end, span) if patterns and count >= PATTERN_MIN_EVENTS else []
+    events = [*_profile_events(rng, count - len(injected), seed, end, span), *injected]
+    events.sort(key=lambda event: event.occurred_at)
+    yield from events
+
+
+def _profile_events(
+    rng: random.Random, count: int, seed: int, end: datetime, span: timedelta
+) -> Iterator[UsageEvent]:
     weights = [p.weight for p in PROFILES]
     for n in range(count):
         profile = rng.choices(PROFILES, weights)[0]
@@ -251,3 +276,181 @@ def demo_events(
             ),
             session_id=f"sess-{rng.randrange(500)}",
         )
+
+
+#: Below this many events demo_events has no room for the waste episodes and sends profiles only.
+PATTERN_MIN_EVENTS = 1_000
+#: The labeled episodes: workload → (anomaly kind, cause) the detectors should report on it.
+PATTERN_WORKLOADS: dict[str, tuple[str, str]] = {
+    "faq-bot": ("cache_miss", "caching_not_requested"),
+    "landing-pages": ("cache_miss", "write_never_read"),
+    "invoice-extract": ("spend_spike", "cost_rate_above_baseline"),
+    "agent-runs": ("agent_loop", "too_many_calls"),
+}
+#: The agent run that loops (its context grows too: it is also a context_growth anomaly).
+LOOPING_SESSION = "agent-loop-1"
+
+
+def _pattern_event(
+    seed: int,
+    name: str,
+    n: int,
+    at: datetime,
+    *,
+    team: str,
+    workload: str,
+    provider: str,
+    model: str,
+    tokens: TokenBuckets,
+    prefix: str,
+    caching: bool | None,
+    session: str | None = None,
+) -> UsageEvent:
+    return UsageEvent(
+        event_id=f"demo-{seed}-{name}-{n}",
+        occurred_at=at,
+        source="demo",
+        provider=provider,
+        request_model=model,
+        response_model=model,
+        tokens=tokens,
+        attribution=Attribution(
+            team=team,
+            project="patterns",
+            workload=workload,
+            environment="production",
+            cost_center="CC-900",
+            tags={"demo": "true", "pattern": name},
+        ),
+        signals=Signals(
+            prompt_prefix_hash=hash_prompt_prefix(prefix),
+            caching_requested=caching,
+            output_chars=tokens.output_visible * 4,
+            latency_ms=1_500,
+        ),
+        session_id=session,
+    )
+
+
+def pattern_events(seed: int, end: datetime, span: timedelta) -> list[UsageEvent]:
+    """The labeled waste episodes, placed inside `span` before `end` (squeezed when it is short)."""
+    rng = random.Random(seed * 7_919 + 13)
+    events: list[UsageEvent] = []
+
+    def spaced(start: datetime, count: int, step: timedelta, room: timedelta) -> list[datetime]:
+        step = min(step, room / (count + 1))
+        return [start + step * (i + 1) for i in range(count)]
+
+    # a FAQ bot re-sends one long system prompt every half minute without asking for caching
+    start = end - span * 0.5
+    for n, at in enumerate(spaced(start, 12, timedelta(seconds=30), span * 0.1)):
+        events.append(
+            _pattern_event(
+                seed,
+                "faq",
+                n,
+                at,
+                team="support",
+                workload="faq-bot",
+                provider="anthropic",
+                model="claude-sonnet-4-6",
+                prefix="faq-bot-system-prompt",
+                caching=False,
+                tokens=TokenBuckets(
+                    input_uncached=rng.randint(3_000, 4_000), output_visible=rng.randint(80, 200)
+                ),
+            )
+        )
+    # a page generator writes its prompt to the 1-hour cache with a timestamp inside the cached span
+    start = end - span * 0.4
+    for n, at in enumerate(spaced(start, 10, timedelta(minutes=7), span * 0.1)):
+        written = rng.randint(4_000, 6_000)
+        events.append(
+            _pattern_event(
+                seed,
+                "pages",
+                n,
+                at,
+                team="growth",
+                workload="landing-pages",
+                provider="anthropic",
+                model="claude-sonnet-4-6",
+                prefix=f"landing-pages-{at.isoformat()}",
+                caching=True,
+                tokens=TokenBuckets(input_uncached=300, cache_write_1h=written, output_visible=600),
+            )
+        )
+    # an extraction job: two documents an hour for a day, then one hour of eighty
+    spike_hour = end - span * 0.25
+    spike_hour -= timedelta(
+        minutes=spike_hour.minute, seconds=spike_hour.second, microseconds=spike_hour.microsecond
+    )
+    hours = 24 if span >= timedelta(hours=30) else 0
+    times = [
+        spike_hour - timedelta(hours=h) + timedelta(minutes=m) for h in range(hours, 0, -1) for m in (10, 40)
+    ]
+    times += [spike_hour + timedelta(seconds=40 * i + 5) for i in range(80 if hours else 0)]
+    for n, at in enumerate(times):
+        events.append(
+            _pattern_event(
+                seed,
+                "invoices",
+                n,
+                at,
+                team="data-platform",
+                workload="invoice-extract",
+                provider="anthropic",
+                model="claude-sonnet-4-6",
+                prefix=f"invoice-{seed}-{n}",
+                caching=False,
+                tokens=TokenBuckets(input_uncached=rng.randint(8_000, 12_000), output_visible=300),
+            )
+        )
+    # agent runs: a few short ones, then one that loops forty times re-sending a growing context
+    start = end - span * 0.15
+    run_times = spaced(start, 4, timedelta(minutes=45), span * 0.05)
+    for r, run_start in enumerate(run_times):
+        for turn in range(3):
+            at = run_start + timedelta(seconds=20 * turn)
+            events.append(_agent_call(seed, f"agent-short-{r}", turn, at, context=2_000 + 800 * turn))
+    loop_start = end - span * 0.08
+    for turn, at in enumerate(spaced(loop_start, 40, timedelta(seconds=25), span * 0.05)):
+        events.append(_agent_call(seed, LOOPING_SESSION, turn, at, context=2_000 + 1_500 * turn))
+    return events
+
+
+def _agent_call(seed: int, session: str, turn: int, at: datetime, *, context: int) -> UsageEvent:
+    """One turn of an agent run: the context so far comes from the cache, the newest turn is new."""
+    new = 800 if turn else context
+    return _pattern_event(
+        seed,
+        session,
+        turn,
+        at,
+        team="research",
+        workload="agent-runs",
+        provider="openai",
+        model="gpt-5",
+        prefix=f"agent-{session}",
+        caching=None,
+        session=session,
+        tokens=TokenBuckets(input_uncached=new, cache_read=max(0, context - new), output_visible=250),
+    )
+
+
+def expected_anomalies(events: list[UsageEvent]) -> dict[tuple[str, str], set[str]]:
+    """Labels by construction: (kind, cause) → the workloads (or the session) that must carry it.
+
+    The ticket-triage profile is the overthinking classifier: one-word answers after thousands of
+    reasoning tokens on every call.
+    """
+    workloads = {event.attribution.workload for event in events}
+    expected: dict[tuple[str, str], set[str]] = {}
+    if "ticket-triage" in workloads:
+        expected[("overthinking", "reasoning_vs_answer")] = {"ticket-triage"}
+    for workload, label in PATTERN_WORKLOADS.items():
+        if workload in workloads:
+            expected.setdefault(label, set()).add(workload)
+    if any(event.session_id == LOOPING_SESSION for event in events):
+        expected[("context_growth", "input_accumulating")] = {"agent-runs"}
+    return expected

@@ -1,8 +1,9 @@
 """The ingest agent: Kafka envelopes → validated, deduped, priced rows in ClickHouse, or dead letters.
 
 Per batch from `take_events`: process (pure), send dead letters and wait for their delivery,
-insert the priced rows (retrying until the store accepts them), then remember the ids. The batch
-is acknowledged when the loop body returns, so offsets never run ahead of durable writes.
+insert the priced rows (retrying until the store accepts them), remember the ids, then forward the
+new events' signals to the detectors (when registered). The batch is acknowledged when the loop
+body returns, so offsets never run ahead of durable writes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
+from costline.pipeline.detectors.signals import SignalForwarder
 from costline.pipeline.metrics import WorkerMetrics
 from costline.pipeline.processing import DeadLetter, EventProcessor, ProcessedBatch, SourceMessage
 from costline.pipeline.sink import StoreSink
@@ -34,6 +36,8 @@ class IngestDeps:
     metrics: WorkerMetrics
     batch_messages: int
     flush_seconds: float
+    #: Set by `register_detectors`: forwards the signals of newly stored events to the detectors.
+    signals: SignalForwarder | None = None
 
 
 def source_message(event: EventT[bytes]) -> SourceMessage:
@@ -90,6 +94,8 @@ async def handle_batch(deps: IngestDeps, events: Sequence[EventT[bytes]]) -> Pro
     await send_dead_letters(deps.dlq, batch.dead_letters)
     await deps.sink.write(rows)
     deps.processor.recent.remember(batch.event_ids)
+    if deps.signals is not None:  # after the write: only stored, new events reach the detectors
+        await deps.signals.forward(deps.processor.pricer, [priced for priced, _ in batch.priced])
     count(deps.metrics, batch)
     return batch
 

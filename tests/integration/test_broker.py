@@ -58,7 +58,11 @@ def test_costline_topics_follow_the_settings(broker: LocalBroker) -> None:
         kafka_usage_topic=unique_name("usage"), kafka_dlq_topic=unique_name("dlq"), kafka_partitions=4
     )
     topics = costline_topics(settings)
-    assert topics == {settings.kafka_usage_topic: 4, settings.kafka_dlq_topic: 1}
+    assert topics == {
+        settings.kafka_usage_topic: 4,
+        settings.kafka_dlq_topic: 1,
+        settings.kafka_signals_topic: 4,
+    }
 
     create_topics(broker.bootstrap_servers, topics)
     assert _partition_counts(broker.bootstrap_servers, list(topics)) == topics
