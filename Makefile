@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TYPED_PACKAGES := -p costline.schemas -p costline.ingest -p costline.pipeline
 
-.PHONY: install run test lint typecheck check schema clean
+.PHONY: install system-deps run test lint typecheck check schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,18 @@ install: $(STAMP)
 run: install
 	$(BIN)/costline up
 
+# Debian packages some tests drive: Chromium (dashboard screenshots) and docker-compose (validates
+# deploy/compose offline). Installed when missing and we are root; otherwise those tests skip, saying why.
+SYSTEM_PACKAGES := chromium docker-compose
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v docker-compose >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
+	  else echo "note: $(SYSTEM_PACKAGES) not installed (needs root + apt); browser and compose tests will skip"; fi; \
+	fi
+
 ## Lint and run the whole test suite (what CI runs).
-test: install lint typecheck
+test: install system-deps lint typecheck
 	$(BIN)/python -m pytest
 
 lint: install

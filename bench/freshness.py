@@ -188,6 +188,7 @@ def main() -> None:
                 worker_group="bench-freshness",
                 clickhouse_dsn=f"chdb://{work / 'store'}",
                 metrics_port=free_port(),
+                api_port=free_port(),
                 sink_batch_messages=args.batch_messages,
                 sink_flush_seconds=args.flush_seconds,
             )

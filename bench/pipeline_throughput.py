@@ -529,6 +529,7 @@ def main() -> None:
                 worker_group="bench-worker",
                 clickhouse_dsn=f"chdb://{work / 'store'}",
                 metrics_port=free_port(),
+                api_port=free_port(),
                 sink_batch_messages=args.batch_messages,
                 sink_flush_seconds=args.flush_seconds,
             )

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 from pydantic import ValidationError
 
+from costline.cli_api import api_app
+from costline.cli_dashboard import dashboard as dashboard_command
 from costline.cli_ingest import ingest_app
+from costline.cli_init import ops_app
+from costline.cli_recommend import evals_app, recommend_app
+from costline.cli_report import period_app, report_app
 from costline.schemas.errors import CostlineError, describe_validation_error
 from costline.schemas.settings import Settings
 
@@ -29,6 +34,13 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="LLM cost obs
 ratecard_app = typer.Typer(no_args_is_help=True, help="Import and check rate cards.")
 app.add_typer(ratecard_app, name="ratecard")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(recommend_app, name="recommend")
+app.add_typer(evals_app, name="evals")
+app.add_typer(api_app, name="api")
+app.add_typer(ops_app)  # init, healthcheck
+app.add_typer(report_app, name="report")
+app.add_typer(period_app, name="period")
+app.command("dashboard")(dashboard_command)
 
 #: Exit status when some input lines could not be processed (the others were).
 EXIT_SOME_LINES_FAILED = 1
@@ -181,7 +193,7 @@ def reprice(
         from costline.pipeline.store.migrations import apply_migrations
 
         client = connect(settings.resolved_clickhouse_dsn())
-        apply_migrations(client)
+        apply_migrations(client, cluster=settings.clickhouse_cluster)
         summary = reprice_summary(run_reprice(client, Pricer(_load_card(settings.ratecard_path)), start, end))
     typer.echo(json.dumps(summary, indent=2))
 
@@ -210,7 +222,9 @@ def migrate() -> None:
     from costline.pipeline.store.client import connect
     from costline.pipeline.store.migrations import apply_migrations
 
-    applied = apply_migrations(connect(Settings().resolved_clickhouse_dsn()))
+    settings = Settings()
+    client = connect(settings.resolved_clickhouse_dsn())
+    applied = apply_migrations(client, cluster=settings.clickhouse_cluster)
     typer.echo(f"applied: {', '.join(applied)}" if applied else "already up to date")
 
 

@@ -16,7 +16,11 @@ import faust
 from clickhouse_connect.driver import Client
 from faust.web import Request, Response, View
 
+from costline.dashboard.api.server import register_read_api
+from costline.pipeline.agents.budgets import register_budget_alerts
+from costline.pipeline.agents.detect import register_detectors
 from costline.pipeline.agents.ingest import IngestDeps, register_ingest_agent
+from costline.pipeline.agents.recommend import register_recommendations
 from costline.pipeline.app import create_app
 from costline.pipeline.metrics import WorkerMetrics
 from costline.pipeline.pricing import Pricer
@@ -88,7 +92,7 @@ def load_card(settings: Settings) -> RateCard:
 def build_worker(settings: Settings) -> Worker:
     """Connect the store (applying migrations), load the rate card, and wire the Faust app."""
     client = connect(settings.resolved_clickhouse_dsn())
-    apply_migrations(client)
+    apply_migrations(client, cluster=settings.clickhouse_cluster)
     card = load_card(settings)
     app = create_app(settings)
     metrics = WorkerMetrics()
@@ -107,9 +111,13 @@ def build_worker(settings: Settings) -> Worker:
     )
     # Extensions register their agents, timers and servers on `worker` here, one line each:
     # -- detectors (issue 5) --
+    register_detectors(worker)
     # -- budgets and alerts (issue 5) --
+    register_budget_alerts(worker)
     # -- recommendations (issue 7) --
+    register_recommendations(worker)
     # -- read API (issue 6) --
+    register_read_api(worker)
 
     @app.timer(interval=settings.rollup_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped here
     async def rollups() -> None:

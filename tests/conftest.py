@@ -39,6 +39,7 @@ def chdb_client(chdb_dsn: str) -> Iterator[Client]:
 
 @pytest.fixture
 def store(chdb_client: Client) -> Client:
-    """The session's client with `usage_events` emptied, so each test starts from no events."""
-    chdb_client.command("TRUNCATE TABLE usage_events")
+    """The session's client with `usage_events` and its rollups emptied: each test starts from no events."""
+    for table in ("usage_events", "usage_rollup_hourly", "usage_rollup_daily"):
+        chdb_client.command(f"TRUNCATE TABLE {table}")
     return chdb_client

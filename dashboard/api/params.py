@@ -11,6 +11,9 @@ from fastapi import Depends, HTTPException, Query, status
 
 #: The widest range one request may read (a little over ten years).
 MAX_RANGE_DAYS = 3700
+#: Instants the store can hold (`DateTime('UTC')` of the rollups ends in 2106).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2106, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,16 @@ def time_range(
     now = datetime.now(UTC)
     end = _utc(until) if until is not None else now
     start = _utc(since) if since is not None else month_start(min(end, now))
+    if start < EARLIEST or end > LATEST:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"`since` and `until` must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}",
+        )
     if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "`since` must be before `until`")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`since` must be before `until`")
     if (end - start).days > MAX_RANGE_DAYS:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"a range may span at most {MAX_RANGE_DAYS} days"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"a range may span at most {MAX_RANGE_DAYS} days"
         )
     return TimeRange(start, end)
 
@@ -56,7 +64,7 @@ def _utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except (OverflowError, ValueError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"time out of range: {exc}") from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"time out of range: {exc}") from exc
 
 
 def money(amount: Decimal) -> str:

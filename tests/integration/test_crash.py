@@ -41,6 +41,7 @@ def test_sigkilled_workers_and_resent_events_leave_exact_totals(broker: LocalBro
         worker_group=unique_name("crash"),
         clickhouse_dsn=f"chdb://{(tmp_path / 'store').resolve()}",
         metrics_port=unused_port(),
+        api_port=unused_port(),
         sink_batch_messages=4,
         sink_flush_seconds=0.2,
         rollup_interval_s=0.5,

@@ -42,6 +42,7 @@ def settings(broker: LocalBroker, chdb_dsn: str, chdb_client: Client) -> Setting
         worker_group=unique_name("worker"),
         clickhouse_dsn=chdb_dsn,
         metrics_port=unused_port(),
+        api_port=unused_port(),
         sink_flush_seconds=0.3,
         rollup_interval_s=1.0,
     )

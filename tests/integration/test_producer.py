@@ -81,6 +81,7 @@ def test_broker_down_then_up_after_a_restart_loses_nothing_and_stores_once(
         worker_group=unique_name("producer-worker"),
         clickhouse_dsn=chdb_dsn,
         metrics_port=unused_port(),
+        api_port=unused_port(),
         sink_flush_seconds=0.3,
         rollup_interval_s=1.0,
     )
