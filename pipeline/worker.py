@@ -135,9 +135,12 @@ def build_worker(settings: Settings) -> Worker:
         for tp in consumer.assignment():
             if tp.topic != settings.kafka_usage_topic:
                 continue
+            highwater: int | None = consumer.highwater(tp)
+            if highwater is None:  # nothing fetched from this partition yet: its lag is unknown, not 0
+                continue
             read = getattr(consumer, "_read_offset", {}).get(tp)  # Faust keeps no public read position
             metrics.consumer_lag[f"{tp.topic}/{tp.partition}"] = max(
-                consumer.highwater(tp) - (read + 1 if read is not None else 0), 0
+                highwater - (read + 1 if read is not None else 0), 0
             )
 
     @app.page("/metrics")

@@ -19,6 +19,7 @@ from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from costline.pipeline.alerts.model import Alert, DeliveryAttempt, PendingDelivery, to_ms
+from costline.pipeline.store import anomalies as anomaly_store
 from costline.pipeline.store.queries import Query, run
 from costline.pipeline.store.rows import exact_cost
 from costline.schemas.errors import StoreError
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 ALERTS = "alerts"
 DELIVERIES = "alert_deliveries"
-ANOMALIES = "anomalies"
+ANOMALIES = anomaly_store.TABLE
 _TIME = "DateTime64(3, 'UTC')"
 
 ALERT_COLUMNS: tuple[str, ...] = (
@@ -63,28 +64,8 @@ DELIVERY_COLUMNS: tuple[str, ...] = (
     "error",
     "elapsed_ms",
 )
-ANOMALY_COLUMNS: tuple[str, ...] = (
-    "anomaly_id",
-    "kind",
-    "cause",
-    "team",
-    "project",
-    "workload",
-    "provider",
-    "model",
-    "trace_id",
-    "session_id",
-    "window_start",
-    "window_end",
-    "detected_at",
-    "calls",
-    "wasted_cost",
-    "observed_cost",
-    "severity",
-    "state",
-    "evidence",
-    "sample_event_ids",
-)
+#: What an anomaly alert reads of an anomaly: every column but the row version.
+ANOMALY_COLUMNS: tuple[str, ...] = tuple(c for c in anomaly_store.COLUMNS if c != "version")
 
 
 def _money(value: Decimal | None, what: str, where: str) -> Decimal | None:

@@ -31,35 +31,6 @@ PRICER = Pricer(load_default_rate_card())
 #: Output tokens that cost exactly one dollar, per model (output price per million tokens).
 TOKENS_PER_DOLLAR = {"gpt-4.1": 125_000, "gpt-4.1-mini": 625_000}
 
-ANOMALIES_DDL = """
-CREATE TABLE IF NOT EXISTS anomalies
-(
-    anomaly_id String,
-    kind LowCardinality(String),
-    cause LowCardinality(String),
-    team LowCardinality(String),
-    project LowCardinality(String),
-    workload LowCardinality(String),
-    provider LowCardinality(String),
-    model LowCardinality(String),
-    trace_id String,
-    session_id String,
-    window_start DateTime64(3, 'UTC'),
-    window_end DateTime64(3, 'UTC'),
-    detected_at DateTime64(3, 'UTC'),
-    calls UInt64,
-    wasted_cost Decimal(38, 12),
-    observed_cost Decimal(38, 12),
-    severity LowCardinality(String),
-    state LowCardinality(String),
-    evidence String,
-    sample_event_ids Array(String),
-    version UInt64
-)
-ENGINE = ReplacingMergeTree(version)
-PARTITION BY toYYYYMM(window_start)
-ORDER BY anomaly_id"""
-
 
 @dataclass
 class FakeClock:
@@ -314,7 +285,6 @@ def test_scopes_combine_team_workload_and_project(alert_store: Client) -> None:
 
 @pytest.fixture
 def anomalies(alert_store: Client) -> Client:
-    alert_store.command(ANOMALIES_DDL)  # migration 0003 when present; the contract's DDL otherwise
     alert_store.command("TRUNCATE TABLE anomalies")
     return alert_store
 

@@ -83,7 +83,12 @@ def test_sigkilled_workers_and_resent_events_leave_exact_totals(broker: LocalBro
             def caught_up() -> bool:
                 metrics = final.metrics()
                 lags = [v for k, v in metrics.items() if k.startswith("costline_worker_consumer_lag")]
-                return bool(lags) and sum(lags) == 0 and metrics.get("costline_worker_sink_rows", 0) > 0
+                # every partition's lag known (fetched) and zero, not just the first ones assigned
+                return (
+                    len(lags) == settings.kafka_partitions
+                    and sum(lags) == 0
+                    and metrics.get("costline_worker_sink_rows", 0) > 0
+                )
 
             wait_for(caught_up, JOIN_TIMEOUT_S + 60, "the last worker to drain the topic")
             refreshes = final.metrics()["costline_worker_rollup_refreshes"]
