@@ -26,7 +26,7 @@ from typing import Any, Literal
 from clickhouse_connect.driver import Client
 
 from costline.pipeline.store.queries import DIMENSIONS, TABLE, Query, run
-from costline.pipeline.store.rollups import WATERMARK_MARGIN
+from costline.pipeline.store.rollups import WATERMARK_MARGIN, WATERMARK_SQL
 from costline.schemas.errors import StoreError
 from costline.schemas.usage_event import TOKEN_BUCKETS
 
@@ -235,7 +235,7 @@ def plan_range(
 DIRTY_HOURS_SQL = f"""
 SELECT DISTINCT toStartOfHour(occurred_at) AS hour
 FROM {TABLE}
-WHERE ingested_at >= (SELECT max(computed_at) FROM usage_rollup_hourly) - toIntervalSecond({{margin:UInt32}})
+WHERE ingested_at >= {WATERMARK_SQL} - toIntervalSecond({{margin:UInt32}})
   AND occurred_at >= {{h0:{_HOUR}}} AND occurred_at < {{h1:{_HOUR}}}
 ORDER BY hour"""
 

@@ -47,10 +47,17 @@ _RESUM = """
     sum(as_priced_effective_cost),
     sum(effective_cost)"""
 
-DIRTY_HOURS_SQL = """
+#: When the rollups last caught up: the older of the two tables' last computations, so a crash
+#: between the hourly and the daily insert leaves those hours dirty until both are written.
+WATERMARK_SQL = (
+    "least((SELECT max(computed_at) FROM usage_rollup_hourly),"
+    " (SELECT max(computed_at) FROM usage_rollup_daily))"
+)
+
+DIRTY_HOURS_SQL = f"""
 SELECT DISTINCT toStartOfHour(occurred_at) AS hour
 FROM usage_events
-WHERE ingested_at >= (SELECT max(computed_at) FROM usage_rollup_hourly) - toIntervalSecond({margin:UInt32})
+WHERE ingested_at >= {WATERMARK_SQL} - toIntervalSecond({{margin:UInt32}})
 ORDER BY hour"""
 
 REFRESH_HOURLY_SQL = f"""
