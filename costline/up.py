@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,10 @@ from costline.ingest.demo import demo_events
 from costline.ingest.wire import batch_messages
 from costline.schemas.errors import ConfigError, CostlineError
 from costline.schemas.settings import Settings
+
+#: Longest wait for the detectors' first findings on the demo batch (they run a second or two
+#: behind the store: signals go through Kafka, anomalies are flushed every second).
+FINDINGS_TIMEOUT_S = 20.0
 
 #: Longest wait for the worker to join its group and store the demo batch (Tansu joins are slow).
 DEMO_TIMEOUT_S = 120.0
@@ -202,6 +207,62 @@ def _usd(amount: str) -> str:
     return str(Decimal(amount).quantize(Decimal("0.0001")))
 
 
+def _api_get(api_url: str, token: str, path: str, **params: str) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    request = urllib.request.Request(
+        f"{api_url}/api/v1{path}{query}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _print_findings(console: Console, api_url: str, token: str) -> None:
+    """What the detectors found in the demo batch, read through the read API like any client."""
+    since = (datetime.now(UTC) - timedelta(days=7)).isoformat()
+    deadline = time.monotonic() + FINDINGS_TIMEOUT_S
+    totals: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        totals = _api_get(api_url, token, "/anomalies", since=since)["totals"]
+        if totals:
+            break
+        time.sleep(1)
+    if not totals:
+        console.print("detectors: nothing flagged yet; findings appear on the dashboard's Anomalies page")
+        return
+    table = Table(title="waste the detectors found so far (more arrive as traffic flows)")
+    for name in ("kind", "anomalies", "calls", "wasted USD"):
+        table.add_column(name, justify="left" if name == "kind" else "right")
+    for total in totals:
+        table.add_row(total["kind"], str(total["anomalies"]), str(total["calls"]), _usd(total["wasted_cost"]))
+    console.print(table)
+
+
+def _api_post(api_url: str, token: str, path: str) -> Any:
+    request = urllib.request.Request(
+        f"{api_url}/api/v1{path}", method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def _print_recommendations(console: Console, api_url: str, token: str) -> None:
+    """Recompute recommendations over the demo batch now (the worker's own run is hourly) and sum them."""
+    _api_post(api_url, token, "/recommendations/refresh")
+    rows = _api_get(api_url, token, "/recommendations")["rows"]
+    groups: dict[tuple[str, str], list[Decimal]] = {}
+    for row in rows:
+        groups.setdefault((row["kind"], row["status"]), []).append(Decimal(row["monthly_saving"]))
+    if not groups:
+        console.print("recommendations: none on the demo batch yet")
+        return
+    table = Table(title="routing recommendations on the demo batch (projected per month)")
+    for name in ("kind", "status", "count", "saving USD/month"):
+        table.add_column(name, justify="left" if name in ("kind", "status") else "right")
+    for (kind, status), savings in sorted(groups.items(), key=lambda item: -sum(item[1])):
+        table.add_row(kind, status, str(len(savings)), _usd(str(sum(savings))))
+    console.print(table)
+
+
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
     total = summary["total"]
     console.print(
@@ -277,6 +338,8 @@ def run_up(
                     "storing the demo batch",
                 )
                 _print_summary(console, _get_json(f"{base}/summary?days=7"))
+                _print_findings(console, api_url, token)
+                _print_recommendations(console, api_url, token)
                 _wait(
                     lambda: _dashboard_answers(dashboard_url),
                     dashboard,

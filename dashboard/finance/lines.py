@@ -25,22 +25,21 @@ from typing import Any, Literal
 
 from clickhouse_connect.driver import Client
 
+from costline.dashboard.api.queries import fetch_dirty_hours, plan_range
 from costline.dashboard.finance.common import PICO, ZERO, FinanceError, Period
 from costline.pipeline.store.queries import Query, fetch_spend_summary, run
+from costline.pipeline.store.rollups import SHARED_SQL, SHARED_TAG_VALUES
 from costline.schemas.usage_event import REQUEST_COUNTERS, TOKEN_BUCKETS
 
 LineKind = Literal["usage", "repricing", "events"]
 
-#: Tag that marks an event's cost as shared (allocated like unattributed cost): `shared: "true"`.
-SHARED_TAG = "shared"
-SHARED_TAG_VALUES = ("true", "1", "yes")
 #: A team or cost center with this name is shared too.
 SHARED_KEY = "shared"
 #: Bucket of request charges when one event used several request kinds (their split is not stored).
 MIXED_REQUESTS = "requests_mixed"
 
 _TIME = "DateTime64(6, 'UTC')"
-_SHARED = f"tags['{SHARED_TAG}'] IN {{shared_values:Array(String)}} AS shared"
+_SHARED = f"{SHARED_SQL} AS shared"
 _GRAIN = f"toDate(occurred_at) AS day, provider, model, team, cost_center, project, workload, {_SHARED}"
 _GRAIN_GROUP = "day, provider, model, team, cost_center, project, workload, shared"
 _PRICE = (
@@ -92,14 +91,26 @@ FROM usage_events FINAL
 GROUP BY {_GRAIN_GROUP}"""
 
 
-#: The chargeback needs only cost and event counts per key: one line per (team, cost center, shared).
+#: The chargeback needs only cost and event counts per (team, cost center, shared): whole clean
+#: hours from their rollup, the rest (dirty hours, hours not rolled up yet) from the events.
 _KEY_LINES = f"""
-SELECT team, cost_center, {_SHARED},
-    sum(ifNull(repriced_effective_cost, effective_cost)) AS cost, count() AS events,
-    countIf(ifNull(repriced_status, pricing_status) = 'unpriced') AS unpriced_events,
-    countIf(ifNull(repriced_status, pricing_status) = 'partial') AS partial_events
-FROM usage_events FINAL
-{{where}}
+SELECT team, cost_center, shared, sum(c) AS cost, sum(e) AS events, sum(u) AS unpriced_events,
+    sum(p) AS partial_events
+FROM (
+    SELECT team, cost_center, shared, effective_cost AS c, events AS e, unpriced_events AS u,
+        partial_events AS p
+    FROM usage_rollup_chargeback_hourly FINAL
+    WHERE hour >= {{h0:DateTime('UTC')}} AND hour < {{h1:DateTime('UTC')}}
+      AND hour NOT IN {{dirty_hours:Array(DateTime('UTC'))}}
+    UNION ALL
+    SELECT team, cost_center, {SHARED_SQL} AS shared, ifNull(repriced_effective_cost, effective_cost) AS c,
+        1 AS e, ifNull(repriced_status, pricing_status) = 'unpriced' AS u,
+        ifNull(repriced_status, pricing_status) = 'partial' AS p
+    FROM usage_events FINAL
+    WHERE occurred_at >= {{since:{_TIME}}} AND occurred_at < {{until:{_TIME}}}
+      AND (occurred_at < {{h0:DateTime('UTC')}} OR occurred_at >= {{h1:DateTime('UTC')}}
+           OR toStartOfHour(occurred_at) IN {{dirty_hours:Array(DateTime('UTC'))}})
+)
 GROUP BY team, cost_center, shared"""
 
 
@@ -179,14 +190,24 @@ def fetch_lines(client: Client, period: Period, teams: Sequence[str] | None = No
 
 
 def fetch_key_lines(client: Client, period: Period) -> MonthLines:
-    """The month summed per (team, cost center, shared): what a chargeback needs, read fast.
+    """The month summed per (team, cost center, shared): what a chargeback needs, read fast
+    (clean whole hours from `usage_rollup_chargeback_hourly`, the rest from the events).
 
     Each key gives a `usage` line with its current cost (re-pricing included) and an `events`
     line with its counts; day, provider, model, project and workload are left empty.
     """
     lines: list[Line] = []
     total = ZERO
-    for row in run(client, _query(_KEY_LINES, period, None)):
+    plan = plan_range(period.start, period.end, fetch_dirty_hours(client, period.start, period.end))
+    parameters = {
+        "since": period.start,
+        "until": period.end,
+        "h0": plan.h0,
+        "h1": plan.h1,
+        "dirty_hours": list(plan.dirty_hours),
+        "shared_values": list(SHARED_TAG_VALUES),
+    }
+    for row in run(client, Query(_KEY_LINES, parameters)):
         cost = row["cost"]
         if not isinstance(cost, Decimal):  # pragma: no cover - clickhouse-connect returns Decimals
             raise FinanceError(f"expected an exact Decimal cost from the store, got {cost!r}")

@@ -47,12 +47,20 @@ _RESUM = """
     sum(as_priced_effective_cost),
     sum(effective_cost)"""
 
-#: When the rollups last caught up: the older of the two tables' last computations, so a crash
-#: between the hourly and the daily insert leaves those hours dirty until both are written.
+#: When the rollups last caught up: the oldest of the tables' last computations, so a crash between
+#: two of the inserts leaves those hours dirty until all are written (and a new, empty rollup table
+#: makes every hour dirty once).
 WATERMARK_SQL = (
     "least((SELECT max(computed_at) FROM usage_rollup_hourly),"
+    " (SELECT max(computed_at) FROM usage_rollup_chargeback_hourly),"
     " (SELECT max(computed_at) FROM usage_rollup_daily))"
 )
+
+#: Usage tagged `shared: true` (or 1, yes) is shared cost, allocated like unattributed cost.
+SHARED_TAG = "shared"
+SHARED_TAG_VALUES: tuple[str, ...] = ("true", "1", "yes")
+#: SQL of the shared flag; binds `shared_values`.
+SHARED_SQL = f"tags['{SHARED_TAG}'] IN {{shared_values:Array(String)}}"
 
 DIRTY_HOURS_SQL = f"""
 SELECT DISTINCT toStartOfHour(occurred_at) AS hour
@@ -68,6 +76,19 @@ FROM usage_events FINAL
 WHERE toStartOfHour(occurred_at) IN {{hours:Array(DateTime('UTC'))}}
   AND occurred_at >= {{first:DateTime('UTC')}} AND occurred_at < {{last:DateTime('UTC')}} + INTERVAL 1 HOUR
 GROUP BY hour, team, workload, provider, model"""
+
+REFRESH_CHARGEBACK_SQL = f"""
+INSERT INTO usage_rollup_chargeback_hourly
+SELECT toStartOfHour(occurred_at) AS hour, team, cost_center, {SHARED_SQL} AS shared,
+    count(),
+    countIf(ifNull(repriced_status, pricing_status) = 'unpriced'),
+    countIf(ifNull(repriced_status, pricing_status) = 'partial'),
+    sum(ifNull(repriced_effective_cost, effective_cost)),
+    now64(3) AS computed_at
+FROM usage_events FINAL
+WHERE toStartOfHour(occurred_at) IN {{hours:Array(DateTime('UTC'))}}
+  AND occurred_at >= {{first:DateTime('UTC')}} AND occurred_at < {{last:DateTime('UTC')}} + INTERVAL 1 HOUR
+GROUP BY hour, team, cost_center, shared"""
 
 REFRESH_DAILY_SQL = f"""
 INSERT INTO usage_rollup_daily
@@ -85,10 +106,14 @@ def dirty_hours(client: Client) -> list[datetime]:
 
 
 def refresh_hours(client: Client, hours: list[datetime]) -> None:
-    """Recompute the hourly rollup of `hours` and the daily rollup of their days."""
+    """Recompute the hourly rollups of `hours` and the daily rollup of their days."""
     if not hours:
         return
-    client.command(REFRESH_HOURLY_SQL, parameters={"hours": hours, "first": min(hours), "last": max(hours)})
+    window = {"hours": hours, "first": min(hours), "last": max(hours)}
+    client.command(REFRESH_HOURLY_SQL, parameters=window)
+    client.command(REFRESH_CHARGEBACK_SQL, parameters=window | {"shared_values": list(SHARED_TAG_VALUES)})
+    # the daily rollup last: the watermark counts from the oldest table, so a crash before this
+    # insert leaves these hours dirty
     days = sorted({hour.date() for hour in hours})
     client.command(REFRESH_DAILY_SQL, parameters={"days": days})
 
