@@ -165,7 +165,7 @@ def main() -> int:
     # The chargeback runs last: a request abandoned after the timeout keeps its store thread busy.
     queries = [
         (
-            "spend by team 2026-02 (chargeback's input)",
+            "(info) spend by team 2026-02, all teams",
             "bench-finance",
             "/spend",
             {"group_by": "team", **month},
