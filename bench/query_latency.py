@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from costline.dashboard.api.app import ROUTERS, create_api  # noqa: E402
+from costline.dashboard.api.app import create_api  # noqa: E402
 from costline.dashboard.api.auth import Principal, TokenStore, hash_token  # noqa: E402
 from costline.dashboard.api.server import _Server, uvicorn_config  # noqa: E402
 from costline.dashboard.api.store import StoreAccess  # noqa: E402
@@ -146,22 +146,13 @@ def main() -> int:
     while not server.started:
         time.sleep(0.05)
 
-    paths = {getattr(route, "path", "") for router in ROUTERS for route in router.routes}
     month = {"since": "2026-02-01T00:00:00Z", "until": "2026-03-01T00:00:00Z"}
-    if "/chargeback" in paths:
-        chargeback = (
-            "chargeback 2026-02 by team",
-            "bench-finance",
-            "/chargeback",
-            {"period": "2026-02", "by": "team"},
-        )
-    else:
-        chargeback = (
-            "spend by team 2026-02 (no /chargeback)",
-            "bench-finance",
-            "/spend",
-            {"group_by": "team", **month},
-        )
+    chargeback = (
+        "chargeback 2026-02 by team",
+        "bench-finance",
+        "/chargeback",
+        {"period": "2026-02", "by": "team"},
+    )
     # The chargeback runs last: a request abandoned after the timeout keeps its store thread busy.
     queries = [
         (
