@@ -40,6 +40,11 @@ def chdb_client(chdb_dsn: str) -> Iterator[Client]:
 @pytest.fixture
 def store(chdb_client: Client) -> Client:
     """The session's client with `usage_events` and its rollups emptied: each test starts from no events."""
-    for table in ("usage_events", "usage_rollup_hourly", "usage_rollup_chargeback_hourly", "usage_rollup_daily"):
+    for table in (
+        "usage_events",
+        "usage_rollup_hourly",
+        "usage_rollup_chargeback_hourly",
+        "usage_rollup_daily",
+    ):
         chdb_client.command(f"TRUNCATE TABLE {table}")
     return chdb_client
