@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from costline.pipeline.ratecard.load import Loc, Problem, SourceMap, format_loc
+from costline.pipeline.ratecard.load import Loc, Problem, SourceMap, format_loc, parse_yaml_lines
 from costline.schemas.errors import ConfigError
 
 PeriodKind = Literal["daily", "weekly", "monthly"]
@@ -245,56 +245,6 @@ _BudgetLoader.add_constructor(_INT_TAG, _construct_int)
 _BudgetLoader.add_constructor(_FLOAT_TAG, _construct_decimal)
 
 
-def _index(node: yaml.Node, loc: Loc, source: SourceMap, problems: list[Problem], file: str) -> None:
-    """Record the line of every node, and report duplicate keys."""
-    if isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            source.lines[(*loc, i)] = item.start_mark.line + 1
-            _index(item, (*loc, i), source, problems, file)
-    elif isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            key = str(key_node.value)
-            if key in seen:
-                problems.append(
-                    Problem(
-                        file,
-                        line,
-                        format_loc((*loc, key)),
-                        f"key {key!r} is given twice in this mapping (first on line {seen[key]}); remove one",
-                    )
-                )
-                continue
-            seen[key] = line
-            source.lines[(*loc, key)] = line
-            _index(value_node, (*loc, key), source, problems, file)
-
-
-def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[Problem]]:
-    source = SourceMap()
-    problems: list[Problem] = []
-    loader = _BudgetLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, source, problems
-        source.lines[()] = node.start_mark.line + 1
-        _index(node, (), source, problems, file)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        problems.append(Problem(file, mark.line + 1 if mark else None, "", f"not valid YAML: {what}"))
-        return None, source, problems
-    except (yaml.YAMLError, ArithmeticError) as exc:
-        problems.append(Problem(file, None, "", f"not valid YAML: {exc}"))
-        return None, source, problems
-    finally:
-        loader.dispose()
-    return data, source, problems
-
-
 def _message(error: Any) -> str:
     kind = error.get("type", "")
     loc = error.get("loc", ())
@@ -355,7 +305,7 @@ class ParsedBudgets:
 
 def parse_budgets_text(text: str, filename: str = "<string>") -> ParsedBudgets:
     """Parse a budgets document, collecting every problem instead of stopping at the first."""
-    data, source, problems = _parse_yaml(text, filename)
+    data, source, problems = parse_yaml_lines(text, filename, _BudgetLoader, bare_floats=True)
     if data is None and problems:
         return ParsedBudgets(filename, None, problems)
     if data is None:

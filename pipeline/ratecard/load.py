@@ -151,10 +151,12 @@ _CardLoader.add_constructor(_INT_TAG, _construct_int)
 _CardLoader.add_constructor(_FLOAT_TAG, _construct_bare_float)
 
 
-def _index(node: yaml.Node, loc: Loc, source: SourceMap, problems: list[Problem], file: str) -> None:
-    """Record the line of every node under `node`, and report bare floats and duplicate keys."""
+def _index(
+    node: yaml.Node, loc: Loc, source: SourceMap, problems: list[Problem], file: str, bare_floats: bool
+) -> None:
+    """Record the line of every node under `node`, and report duplicate keys (and bare floats)."""
     if isinstance(node, yaml.ScalarNode):
-        if node.tag == _FLOAT_TAG:
+        if node.tag == _FLOAT_TAG and not bare_floats:
             problems.append(
                 Problem(
                     file,
@@ -168,7 +170,7 @@ def _index(node: yaml.Node, loc: Loc, source: SourceMap, problems: list[Problem]
     if isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             source.lines[(*loc, i)] = item.start_mark.line + 1
-            _index(item, (*loc, i), source, problems, file)
+            _index(item, (*loc, i), source, problems, file, bare_floats)
         return
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -193,20 +195,28 @@ def _index(node: yaml.Node, loc: Loc, source: SourceMap, problems: list[Problem]
                 continue
             seen[key] = line
             source.lines[(*loc, key)] = line
-            _index(value_node, (*loc, key), source, problems, file)
+            _index(value_node, (*loc, key), source, problems, file, bare_floats)
 
 
-def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[Problem]]:
-    """The document as Python data, the line of every node, and syntax-level problems."""
+def parse_yaml_lines(
+    text: str, file: str, loader_class: type[yaml.SafeLoader] | None = None, *, bare_floats: bool = False
+) -> tuple[Any, SourceMap, list[Problem]]:
+    """The document as Python data, the line of every node, and syntax-level problems.
+
+    `loader_class` decides how scalars are read (the rate card's loader when None) and
+    `bare_floats` whether an unquoted decimal is allowed (a loader that reads it as an exact
+    Decimal) or a problem. The other config files (budgets) share this so their errors point at
+    lines the same way.
+    """
     source = SourceMap()
     problems: list[Problem] = []
-    loader = _CardLoader(text)
+    loader = (loader_class or _CardLoader)(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, source, problems
         source.lines[()] = node.start_mark.line + 1
-        _index(node, (), source, problems, file)
+        _index(node, (), source, problems, file, bare_floats)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -214,7 +224,7 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[Problem]]:
         what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         problems.append(Problem(file, line, "", f"not valid YAML: {what}"))
         return None, source, problems
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ArithmeticError) as exc:  # ArithmeticError: a loader's Decimal scalar
         problems.append(Problem(file, None, "", f"not valid YAML: {exc}"))
         return None, source, problems
     finally:
@@ -373,7 +383,7 @@ def problems_from_validation_error(
 
 def parse_rate_card_text(text: str, filename: str = "<string>") -> ParsedCard:
     """Parse our YAML (or JSON) card format and collect every problem instead of stopping at one."""
-    data, source, problems = _parse_yaml(text, filename)
+    data, source, problems = parse_yaml_lines(text, filename)
     if problems and data is None:
         return ParsedCard(filename, None, problems, source, data)
     if not isinstance(data, dict):
