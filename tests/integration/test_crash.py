@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from costline.broker import LocalBroker, costline_topics, create_topics
 from costline.schemas.settings import Settings
@@ -30,6 +31,20 @@ from tests.integration.worker_harness import JOIN_TIMEOUT_S, ProcessWorker, wait
 pytestmark = pytest.mark.integration
 
 PROBE = Path(__file__).with_name("store_probe.py")
+
+
+def all_committed(settings: Settings) -> bool:
+    """Whether the worker group has committed every partition of the usage topic up to its end."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        partitions = [TopicPartition(settings.kafka_usage_topic, p) for p in range(settings.kafka_partitions)]
+        committed = admin.list_group_offsets({settings.worker_group: partitions})[settings.worker_group]
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+        admin.close()
+    return all(tp in committed and (committed[tp].offset or 0) >= ends[tp] for tp in partitions)
 
 
 def test_sigkilled_workers_and_resent_events_leave_exact_totals(broker: LocalBroker, tmp_path: Path) -> None:
@@ -91,6 +106,8 @@ def test_sigkilled_workers_and_resent_events_leave_exact_totals(broker: LocalBro
                 )
 
             wait_for(caught_up, JOIN_TIMEOUT_S + 60, "the last worker to drain the topic")
+            # read is not written: offsets are committed only after a batch is in the store
+            wait_for(lambda: all_committed(settings), 60, "the last worker to commit every offset")
             refreshes = final.metrics()["costline_worker_rollup_refreshes"]
             wait_for(
                 lambda: final.metrics().get("costline_worker_rollup_refreshes", 0) > refreshes,

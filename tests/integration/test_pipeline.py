@@ -114,7 +114,12 @@ def test_events_land_priced_and_totals_match_independent_pricing(
 
     by_hour = expected_by_team_hour(events)
     wait_for(lambda: rollup_by_team_hour(chdb_client, run) == by_hour, 30, "hourly rollups to catch up")
-    assert rollup_daily_total(chdb_client, run) == expected["effective_cost"]
+    # the daily rollup is written after the hourly ones, in the same refresh
+    wait_for(
+        lambda: rollup_daily_total(chdb_client, run) == expected["effective_cost"],
+        30,
+        "daily rollups to catch up",
+    )
 
 
 def test_redelivered_and_resent_events_count_once(
