@@ -32,6 +32,7 @@ def settings(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         kafka_usage_topic=unique_name("usage"),
         kafka_dlq_topic=unique_name("dlq"),
+        kafka_signals_topic=unique_name("signals"),
         worker_group=unique_name("worker"),
         clickhouse_dsn=chdb_dsn,
         metrics_port=unused_port(),

@@ -36,6 +36,7 @@ def test_a_budget_crossing_in_the_running_worker_alerts_once_per_threshold(
             kafka_bootstrap_servers=broker.bootstrap_servers,
             kafka_usage_topic=unique_name("usage"),
             kafka_dlq_topic=unique_name("dlq"),
+            kafka_signals_topic=unique_name("signals"),
             kafka_partitions=2,
             worker_group=unique_name("worker"),
             clickhouse_dsn=chdb_dsn,

@@ -52,6 +52,7 @@ def test_sigkilled_workers_and_resent_events_leave_exact_totals(broker: LocalBro
         kafka_bootstrap_servers=broker.bootstrap_servers,
         kafka_usage_topic=unique_name("usage"),
         kafka_dlq_topic=unique_name("dlq"),
+        kafka_signals_topic=unique_name("signals"),
         kafka_partitions=3,
         worker_group=unique_name("crash"),
         clickhouse_dsn=f"chdb://{(tmp_path / 'store').resolve()}",

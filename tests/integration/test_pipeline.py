@@ -38,6 +38,7 @@ def settings(broker: LocalBroker, chdb_dsn: str, chdb_client: Client) -> Setting
         kafka_bootstrap_servers=broker.bootstrap_servers,
         kafka_usage_topic=unique_name("usage"),
         kafka_dlq_topic=unique_name("dlq"),
+        kafka_signals_topic=unique_name("signals"),
         kafka_partitions=3,
         worker_group=unique_name("worker"),
         clickhouse_dsn=chdb_dsn,

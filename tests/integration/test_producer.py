@@ -77,6 +77,7 @@ def test_broker_down_then_up_after_a_restart_loses_nothing_and_stores_once(
         kafka_bootstrap_servers=bootstrap,
         kafka_usage_topic=unique_name("usage"),
         kafka_dlq_topic=unique_name("dlq"),
+        kafka_signals_topic=unique_name("signals"),
         kafka_partitions=3,
         worker_group=unique_name("producer-worker"),
         clickhouse_dsn=chdb_dsn,
