@@ -36,6 +36,7 @@ from costline.dashboard.formatting import money
 from costline.ingest.demo import demo_events
 from costline.pipeline.pricing import Pricer
 from costline.pipeline.ratecard.load import load_default_rate_card
+from costline.pipeline.store import anomalies as anomaly_store
 from costline.pipeline.store.writer import PricedEventWriter
 from costline.schemas.settings import Settings
 from tests.integration.conftest import unused_port
@@ -202,30 +203,7 @@ def insert_anomalies(client: Client) -> None:
                 1,
             ]
         )
-    columns = [
-        "anomaly_id",
-        "kind",
-        "cause",
-        "team",
-        "project",
-        "workload",
-        "provider",
-        "model",
-        "trace_id",
-        "session_id",
-        "window_start",
-        "window_end",
-        "detected_at",
-        "calls",
-        "wasted_cost",
-        "observed_cost",
-        "severity",
-        "state",
-        "evidence",
-        "sample_event_ids",
-        "version",
-    ]
-    client.insert("anomalies", rows, column_names=columns)
+    client.insert(anomaly_store.TABLE, rows, column_names=list(anomaly_store.COLUMNS))
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from costline.pipeline.ratecard.load import load_default_rate_card
 from costline.pipeline.recommend.engine import compute
 from costline.pipeline.recommend.export import load_policy
 from costline.pipeline.recommend.model import Recommendation, Window
+from costline.pipeline.store import anomalies as anomaly_store
 from costline.pipeline.store.recommendations import fetch_evals, fetch_latest, insert_evals, write_run
 from costline.pipeline.store.writer import PricedEventWriter
 from costline.schemas.settings import Settings
@@ -144,29 +145,7 @@ def loaded(store: Client) -> Client:
                 1,
             ]
         ],
-        column_names=[
-            "anomaly_id",
-            "kind",
-            "cause",
-            "team",
-            "project",
-            "workload",
-            "provider",
-            "model",
-            "trace_id",
-            "session_id",
-            "window_start",
-            "window_end",
-            "detected_at",
-            "calls",
-            "wasted_cost",
-            "observed_cost",
-            "severity",
-            "state",
-            "evidence",
-            "sample_event_ids",
-            "version",
-        ],
+        column_names=list(anomaly_store.COLUMNS),
     )
     return store
 
